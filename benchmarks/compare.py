@@ -1,0 +1,82 @@
+"""Times forward plus backward of several implementations side by side, and prints ratios."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import math
+from collections.abc import Callable
+
+import torch
+from torch.utils import benchmark
+
+Step = Callable[[tuple[torch.Tensor, ...], torch.Tensor], None]
+
+
+def fwd_bwd(forward: Callable[..., torch.Tensor], context=contextlib.nullcontext) -> Step:
+    """A step that runs `forward` on the inputs and backpropagates a fixed gradient, inside `context`."""
+
+    def step(inputs: tuple[torch.Tensor, ...], grad: torch.Tensor) -> None:
+        with context():
+            forward(*inputs).backward(grad)
+
+    return step
+
+
+def median_ms(step: Step, inputs: tuple[torch.Tensor, ...], grad: torch.Tensor, min_run_time: float) -> float:
+    timer = benchmark.Timer("step(inputs, grad)", globals={"step": step, "inputs": inputs, "grad": grad})
+    return timer.blocked_autorange(min_run_time=min_run_time).median * 1e3
+
+
+def compare(
+    cases: dict[str, Callable[[], tuple[torch.Tensor, ...]]],
+    contenders: dict[str, Step],
+    forward: Callable[..., torch.Tensor],
+    baseline: str = "native",
+    min_run_time: float = 0.2,
+) -> dict[str, list[float]]:
+    """Prints a Markdown table of median ms per case and each contender's time over `baseline`'s.
+
+    `cases` maps a label to a function that makes the inputs; `forward` makes the
+    output shape for the gradient. Returns each contender's ratios, one per case.
+    """
+    others = [name for name in contenders if name != baseline]
+    header = [*contenders, *(f"{name}/{baseline}" for name in others)]
+    print("| case | " + " | ".join(f"{h}" for h in header) + " |")
+    print("|---" * (len(header) + 1) + "|")
+    ratios: dict[str, list[float]] = {name: [] for name in others}
+    for label, make_inputs in cases.items():
+        inputs = make_inputs()
+        grad = torch.randn_like(forward(*inputs))
+        ms = {name: median_ms(step, inputs, grad, min_run_time) for name, step in contenders.items()}
+        for name in others:
+            ratios[name].append(ms[name] / ms[baseline])
+        cells = [f"{ms[name]:.3f} ms" for name in contenders] + [f"{ratios[name][-1]:.2f}" for name in others]
+        print(f"| {label} | " + " | ".join(cells) + " |", flush=True)
+    means = [f"{geometric_mean(r):.2f}" for r in ratios.values()]
+    print("| geometric mean | " + " | ".join([""] * len(contenders) + means) + " |")
+    worst = ", ".join(f"{name}/{baseline} {max(r):.2f}" for name, r in ratios.items())
+    print(f"\nworst case: {worst}\n")
+    return ratios
+
+
+def geometric_mean(values: list[float]) -> float:
+    return math.exp(sum(math.log(v) for v in values) / len(values))
+
+
+def parse_args(doc: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--min-run-time", type=float, default=0.2, help="seconds per measurement")
+    return parser.parse_args()
+
+
+def environment() -> str:
+    import numpy
+    import scipy
+
+    gpu = f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""
+    return (
+        f"torch {torch.__version__}, numpy {numpy.__version__}, scipy {scipy.__version__}, "
+        f"{torch.get_num_threads()} threads{gpu}"
+    )

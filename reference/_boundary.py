@@ -1,0 +1,144 @@
+"""The boundary between torch tensors and the array libraries that do the math.
+
+An op's array kernel takes an `ArrayBackend` and plain arrays: NumPy with
+SciPy's FFT for CPU tensors, CuPy for CUDA tensors when CuPy is installed.
+`run_kernel` moves tensors across without copies where it can, and hands back
+tensors that own their memory. `check_image` gives bad input a clear error,
+and `batch_first` lines up vmapped inputs for ops that broadcast over leading dims.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import scipy.fft
+import torch
+
+# Below this many elements, a second FFT thread costs more than it saves.
+_MIN_ELEMENTS_PER_FFT_THREAD = 1 << 18
+
+
+@dataclass(frozen=True)
+class ArrayBackend:
+    """The array module (`xp`) and the scipy.fft-like module of one device."""
+
+    xp: ModuleType
+    fft: ModuleType
+
+    def _workers(self, a: Any) -> dict[str, int]:
+        if self.xp is not np:  # only SciPy takes `workers`
+            return {}
+        threads = torch.get_num_threads() if a.size >= _MIN_ELEMENTS_PER_FFT_THREAD else 1
+        return {"workers": threads}
+
+    def rfft2(self, a: Any, s: tuple[int, int] | None = None) -> Any:
+        return self.fft.rfft2(a, s=s, **self._workers(a))
+
+    def irfft2(self, a: Any, s: tuple[int, int], norm: str = "backward") -> Any:
+        return self.fft.irfft2(a, s=s, norm=norm, **self._workers(a))
+
+    def next_fast_len(self, n: int) -> int:
+        return self.fft.next_fast_len(n, real=True)
+
+
+NUMPY = ArrayBackend(np, scipy.fft)
+
+try:
+    import cupy
+    import cupyx.scipy.fft
+except ImportError:
+    cupy = None
+    CUPY = None
+else:
+    CUPY = ArrayBackend(cupy, cupyx.scipy.fft)
+
+_use_cupy = True
+_warned_round_trip: set[str] = set()
+
+
+@contextlib.contextmanager
+def host_round_trip():
+    """Within this block, CUDA tensors go through NumPy/SciPy even where CuPy is installed."""
+    global _use_cupy
+    previous, _use_cupy = _use_cupy, False
+    try:
+        yield
+    finally:
+        _use_cupy = previous
+
+
+def run_kernel(kernel: Callable[..., Any], *tensors: torch.Tensor) -> torch.Tensor:
+    """Calls `kernel(backend, *arrays)` on the tensors' data and returns its result as a tensor.
+
+    All tensors share one device. The result is a new tensor on that device, with
+    its own memory: it never aliases an input.
+    """
+    device = tensors[0].device
+    if device.type == "cuda" and CUPY is not None and _use_cupy:
+        return _run_on_cupy(kernel, device, tensors)
+    if device.type != "cpu":
+        _warn_round_trip(kernel, device)
+    arrays = [t.detach().cpu().numpy() for t in tensors]
+    result = np.ascontiguousarray(kernel(NUMPY, *arrays))  # no negative strides for torch
+    if any(np.may_share_memory(result, a) for a in arrays):
+        result = result.copy()
+    return torch.from_numpy(result).to(device)
+
+
+def _run_on_cupy(kernel: Callable[..., Any], device: torch.device, tensors: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    # CuPy works on PyTorch's current stream, so no synchronisation is needed either way.
+    stream = torch.cuda.current_stream(device)
+    with cupy.cuda.Device(device.index), cupy.cuda.ExternalStream(stream.cuda_stream, device.index):
+        arrays = [cupy.from_dlpack(t.detach()) for t in tensors]
+        result = cupy.ascontiguousarray(kernel(CUPY, *arrays))
+        if any(cupy.may_share_memory(result, a) for a in arrays):
+            result = result.copy()
+        return torch.from_dlpack(result)
+
+
+def _warn_round_trip(kernel: Callable[..., Any], device: torch.device) -> None:
+    if kernel.__name__ in _warned_round_trip:
+        return
+    _warned_round_trip.add(kernel.__name__)
+    hint = ""
+    if device.type == "cuda":
+        hint = f" Install CuPy (`pip install {__package__}[cuda]`) to keep them on the GPU."
+    warnings.warn(
+        f"{kernel.__name__}: {device.type} tensors are copied to the host and back for NumPy/SciPy.{hint}",
+        RuntimeWarning,
+        stacklevel=3,
+    )
+
+
+def batch_first(tensors: tuple[torch.Tensor, ...], in_dims: tuple[int | None, ...]) -> tuple[torch.Tensor, ...]:
+    """Moves each vmapped dim to the front, for an op that broadcasts leading dims.
+
+    A batched tensor gets singleton dims after its batch dim so that its logical
+    dims line up with those of the others; unbatched tensors broadcast as they are.
+    """
+    ndim = max(t.dim() - (d is not None) for t, d in zip(tensors, in_dims, strict=True))
+    lined_up = []
+    for t, d in zip(tensors, in_dims, strict=True):
+        if d is not None:
+            t = t.movedim(d, 0)
+            t = t.reshape(t.shape[:1] + (1,) * (ndim + 1 - t.dim()) + t.shape[1:])
+        lined_up.append(t)
+    return tuple(lined_up)
+
+
+def check_image(op: str, name: str, t: torch.Tensor) -> None:
+    """Raises a clear error unless `t` is a non-empty float32/float64 tensor of shape (..., H, W)."""
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{op}: {name} must be a torch.Tensor, got {type(t).__name__}")
+    if t.dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"{op}: {name} must be float32 or float64, got {t.dtype}")
+    if t.dim() < 2:
+        raise ValueError(f"{op}: {name} must have at least 2 dims (..., H, W), got shape {tuple(t.shape)}")
+    if t.numel() == 0:
+        raise ValueError(f"{op}: {name} must not have empty dims, got shape {tuple(t.shape)}")

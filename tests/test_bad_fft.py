@@ -1,0 +1,159 @@
+"""bad_fft: values and gradients against native torch, and every way a PyTorch user calls it."""
+
+import pytest
+import torch
+from conftest import needs_cuda, tolerances
+
+from reference import BadFFT, bad_fft
+from reference._boundary import host_round_trip
+
+
+def native(x):
+    return torch.fft.rfft2(x).abs()
+
+
+SHAPES = [(8, 8), (7, 9), (6, 5), (1, 1), (1, 6), (5, 1), (3, 4, 6), (2, 3, 5, 4)]
+
+
+def randn(*shape, dtype=torch.float64, device="cpu"):
+    return torch.randn(shape, dtype=dtype, device=device, requires_grad=True)
+
+
+def assert_matches_native(x, **tol):
+    x_ours, x_native = x.detach().clone().requires_grad_(), x.detach().clone().requires_grad_()
+    y = bad_fft(x_ours)
+    expected = native(x_native)
+    torch.testing.assert_close(y, expected, **tol)
+    grad = torch.randn_like(expected)
+    y.backward(grad)
+    expected.backward(grad)
+    torch.testing.assert_close(x_ours.grad, x_native.grad, **tol)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("shape", SHAPES)
+def test_values_and_gradient_match_native(shape, dtype, device):
+    assert_matches_native(randn(*shape, dtype=dtype, device=device), **tolerances(dtype))
+
+
+def test_keeps_dtype_and_shape(device):
+    for dtype in (torch.float32, torch.float64):
+        x = randn(2, 7, 9, dtype=dtype, device=device)
+        y = bad_fft(x)
+        assert (y.dtype, y.shape, y.device.type) == (dtype, (2, 7, 5), device)
+        y.sum().backward()
+        assert x.grad.dtype == dtype
+
+
+@pytest.mark.parametrize("view", ["transpose", "step", "expand"])
+def test_non_contiguous_input(view, device):
+    base = torch.randn(4, 10, 12, dtype=torch.float64, device=device)
+    x = {"transpose": base.transpose(-1, -2), "step": base[:, ::2, 1::3], "expand": base[:1].expand(3, -1, -1)}[view]
+    assert not x.is_contiguous()
+    assert_matches_native(x, **tolerances(x.dtype))
+
+
+def test_zero_spectrum_has_zero_gradient(device):
+    """Where |Y| = 0 the gradient is 0, as torch.sgn has it, never NaN."""
+    x = torch.zeros(4, 6, dtype=torch.float64, device=device, requires_grad=True)
+    bad_fft(x).sum().backward()
+    assert torch.equal(x.grad, torch.zeros_like(x))
+    assert_matches_native(torch.ones(4, 6, dtype=torch.float64, device=device))
+
+
+@pytest.mark.parametrize("shape", [(6, 8), (5, 7), (2, 3, 4)])
+def test_gradcheck(shape, device):
+    assert torch.autograd.gradcheck(bad_fft, (randn(*shape, device=device),))
+
+
+def test_double_backward_raises_a_clear_error(device):
+    x = randn(4, 6, device=device)
+    (grad,) = torch.autograd.grad(bad_fft(x).sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError, match="double backward is not supported"):
+        grad.sum().backward()
+
+
+def test_output_owns_its_memory(device):
+    x = randn(4, 6, device=device)
+    y = bad_fft(x)
+    (grad,) = torch.autograd.grad(y.sum(), x)
+    pointers = {t.untyped_storage().data_ptr() for t in (x, y, grad)}
+    assert len(pointers) == 3
+
+
+@pytest.mark.parametrize("requires_grad", [False, True])
+def test_opcheck(requires_grad, device):
+    x = torch.randn(3, 5, 6, device=device, requires_grad=requires_grad)
+    torch.library.opcheck(torch.ops.reference.bad_fft, (x,))
+
+
+def test_opcheck_backward_op(device):
+    """The backward op is checked on plain tensors: differentiating it again is refused."""
+    x, grad = torch.randn(3, 5, 6, device=device), torch.randn(3, 5, 4, device=device)
+    torch.library.opcheck(torch.ops.reference.bad_fft_backward, (grad, x))
+
+
+def test_ops_are_differentiable_when_called_directly(device):
+    x = randn(5, 6, device=device)
+    (ours,) = torch.autograd.grad(torch.ops.reference.bad_fft(x).sum(), x)
+    (expected,) = torch.autograd.grad(native(x).sum(), x)
+    torch.testing.assert_close(ours, expected)
+
+
+def test_compile_fullgraph(device):
+    model = torch.nn.Sequential(torch.nn.Linear(8, 8), BadFFT()).to(device)
+    compiled = torch.compile(model, fullgraph=True)
+    x = torch.randn(2, 6, 8, device=device)
+    expected = model(x)
+    torch.testing.assert_close(compiled(x), expected)
+    grads = torch.autograd.grad(compiled(x).sum(), list(model.parameters()))
+    torch.testing.assert_close(grads, torch.autograd.grad(expected.sum(), list(model.parameters())))
+
+
+def test_vmap(device):
+    x = torch.randn(5, 3, 6, 7, device=device, dtype=torch.float64)
+    for in_dims in (0, 1, 3):
+        moved = x.movedim(0, in_dims)
+        torch.testing.assert_close(torch.func.vmap(bad_fft, in_dims=in_dims)(moved), native(x))
+
+
+def test_func_grad_and_jacrev(device):
+    x = torch.randn(4, 5, dtype=torch.float64, device=device)
+    grad = torch.func.grad(lambda x: bad_fft(x).sum())(x)
+    torch.testing.assert_close(grad, torch.func.grad(lambda x: native(x).sum())(x))
+    torch.testing.assert_close(torch.func.jacrev(bad_fft)(x), torch.func.jacrev(native)(x))
+    per_sample = torch.func.vmap(torch.func.grad(lambda x: bad_fft(x).pow(2).sum()))(x[None].expand(3, -1, -1))
+    torch.testing.assert_close(per_sample[1], torch.func.grad(lambda x: native(x).pow(2).sum())(x))
+
+
+def test_module():
+    model = torch.nn.Sequential(BadFFT(), torch.nn.Flatten(), torch.nn.Linear(4 * 3, 2))
+    assert model(torch.randn(5, 4, 4)).shape == (5, 2)
+    assert list(BadFFT().parameters()) == []
+
+
+@pytest.mark.parametrize(
+    ("x", "error", "message"),
+    [
+        ([[1.0, 2.0]], TypeError, "x must be a torch.Tensor, got list"),
+        (torch.ones(5), ValueError, r"x must have at least 2 dims \(..., H, W\), got shape \(5,\)"),
+        (torch.ones(3, 0), ValueError, r"x must not have empty dims, got shape \(3, 0\)"),
+        (torch.ones(3, 4, dtype=torch.int64), TypeError, "x must be float32 or float64, got torch.int64"),
+        (torch.ones(3, 4, dtype=torch.bool), TypeError, "x must be float32 or float64, got torch.bool"),
+        (torch.ones(3, 4, dtype=torch.complex64), TypeError, "x must be float32 or float64, got torch.complex64"),
+        (torch.ones(3, 4, dtype=torch.float16), TypeError, "x must be float32 or float64, got torch.float16"),
+    ],
+)
+def test_bad_input(x, error, message):
+    with pytest.raises(error, match=f"^bad_fft: {message}"):
+        bad_fft(x)
+
+
+@needs_cuda
+def test_cuda_round_trip_matches_and_warns_once():
+    x = randn(3, 6, 7, device="cuda")
+    with host_round_trip(), pytest.warns(RuntimeWarning, match="copied to the host"):
+        y = bad_fft(x)
+        y.sum().backward()
+    assert y.device.type == "cuda" and x.grad.device.type == "cuda"
+    assert_matches_native(x)

@@ -1,0 +1,245 @@
+"""scipy_conv2d: values and gradients against native torch, and every way a PyTorch user calls it."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import needs_cuda, tolerances
+
+from reference import ScipyConv2d, scipy_conv2d
+from reference._boundary import host_round_trip
+
+
+def native(input, weight, bias=None):
+    images = input.reshape(-1, 1, *input.shape[-2:])
+    out = F.conv2d(images, weight[None, None], None if bias is None else bias.reshape(1))
+    return out.reshape(*input.shape[:-2], *out.shape[-2:])
+
+
+# (input shape, kernel shape): tiny kernels take shifted multiply-adds, tiny outputs
+# per-output dot products, and the rest FFT correlation.
+CASES = [
+    ((8, 8), (3, 3)),
+    ((7, 9), (2, 4)),
+    ((6, 5), (1, 1)),
+    ((5, 7), (5, 7)),
+    ((9, 8), (8, 6)),
+    ((1, 6), (1, 3)),
+    ((6, 1), (4, 1)),
+    ((12, 11), (5, 6)),
+    ((3, 10, 9), (4, 5)),
+    ((2, 3, 13, 12), (6, 5)),
+]
+
+
+def randn(*shape, dtype=torch.float64, device="cpu"):
+    return torch.randn(shape, dtype=dtype, device=device, requires_grad=True)
+
+
+def assert_matches_native(input, weight, bias=None, **tol):
+    ours = [t.detach().clone().requires_grad_() if t is not None else None for t in (input, weight, bias)]
+    theirs = [t.detach().clone().requires_grad_() if t is not None else None for t in (input, weight, bias)]
+    y, expected = scipy_conv2d(*ours), native(*theirs)
+    torch.testing.assert_close(y, expected, **tol)
+    grad = torch.randn_like(expected)
+    y.backward(grad)
+    expected.backward(grad)
+    for mine, reference in zip(ours, theirs, strict=True):
+        if mine is not None:
+            torch.testing.assert_close(mine.grad, reference.grad, **tol)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize(("shape", "kernel"), CASES)
+def test_values_and_gradients_match_native(shape, kernel, dtype, device):
+    input, weight, bias = randn(*shape, dtype=dtype, device=device), randn(*kernel, dtype=dtype, device=device), None
+    if len(shape) > 2:
+        bias = randn(1, dtype=dtype, device=device)
+    assert_matches_native(input, weight, bias, **tolerances(dtype))
+
+
+@pytest.mark.parametrize("bias_shape", [(), (1,), (1, 1)])
+def test_bias_shapes(bias_shape, device):
+    input, weight, bias = randn(2, 6, 7, device=device), randn(3, 2, device=device), randn(*bias_shape, device=device)
+    y = scipy_conv2d(input, weight, bias)
+    assert y.shape == (2, 4, 6)
+    assert_matches_native(input, weight, bias)
+
+
+@pytest.mark.parametrize("view", ["transpose", "step", "expand", "flip"])
+def test_non_contiguous_input_and_weight(view, device):
+    base = torch.randn(4, 14, 12, dtype=torch.float64, device=device)
+    input = {
+        "transpose": base.transpose(-1, -2),
+        "step": base[:, ::2, 1::2],
+        "expand": base[:1].expand(3, -1, -1),
+        "flip": base.flip(-1),
+    }[view]
+    weight = torch.randn(5, 6, dtype=torch.float64, device=device).t()
+    assert not weight.is_contiguous()
+    assert_matches_native(input, weight)
+
+
+@pytest.mark.parametrize(("shape", "kernel"), [((6, 7), (2, 3)), ((7, 8), (5, 5)), ((2, 9, 8), (4, 6))])
+def test_gradcheck_and_gradgradcheck(shape, kernel, device):
+    inputs = (randn(*shape, device=device), randn(*kernel, device=device), randn(1, device=device))
+    assert torch.autograd.gradcheck(scipy_conv2d, inputs)
+    assert torch.autograd.gradgradcheck(scipy_conv2d, inputs)
+
+
+def test_output_owns_its_memory(device):
+    input, weight = randn(4, 4, device=device), torch.ones(1, 1, dtype=torch.float64, device=device)
+    y = scipy_conv2d(input, weight)
+    torch.testing.assert_close(y, input)
+    assert y.untyped_storage().data_ptr() != input.untyped_storage().data_ptr()
+
+
+@pytest.mark.parametrize("requires_grad", [False, True])
+@pytest.mark.parametrize(("shape", "kernel"), [((3, 7, 8), (2, 3)), ((6, 9), (5, 5)), ((9, 8), (8, 7))])
+def test_opcheck(shape, kernel, requires_grad, device):
+    args = (torch.randn(*shape, device=device), torch.randn(*kernel, device=device))
+    torch.library.opcheck(torch.ops.reference.scipy_conv2d, tuple(a.requires_grad_(requires_grad) for a in args))
+
+
+def test_op_is_differentiable_when_called_directly(device):
+    input, weight = randn(6, 7, device=device), randn(3, 3, device=device)
+    ours = torch.autograd.grad(torch.ops.reference.scipy_conv2d(input, weight).sum(), (input, weight))
+    expected = torch.autograd.grad(native(input, weight).sum(), (input, weight))
+    torch.testing.assert_close(ours, expected)
+
+
+def test_compile_fullgraph(device):
+    model = torch.nn.Sequential(ScipyConv2d(3, 3), torch.nn.ReLU(), ScipyConv2d(5, 5)).to(device)
+    compiled = torch.compile(model, fullgraph=True)
+    x = torch.randn(2, 12, 12, device=device)
+    expected = model(x)
+    torch.testing.assert_close(compiled(x), expected, **tolerances(torch.float32))
+    grads = torch.autograd.grad(compiled(x).sum(), list(model.parameters()))
+    expected_grads = torch.autograd.grad(expected.sum(), list(model.parameters()))
+    torch.testing.assert_close(grads, expected_grads, **tolerances(torch.float32))
+
+
+def test_vmap_over_input_and_weight(device):
+    input = torch.randn(4, 3, 9, 8, dtype=torch.float64, device=device)
+    weights = torch.randn(5, 3, 2, dtype=torch.float64, device=device)
+    torch.testing.assert_close(
+        torch.func.vmap(scipy_conv2d, in_dims=(1, None))(input.movedim(0, 1), weights[0]), native(input, weights[0])
+    )
+    by_weight = torch.func.vmap(scipy_conv2d, in_dims=(None, 0))(input, weights)
+    torch.testing.assert_close(by_weight, torch.stack([native(input, w) for w in weights]))
+    both = torch.func.vmap(scipy_conv2d)(input, weights[:4])
+    torch.testing.assert_close(both, torch.stack([native(x, w) for x, w in zip(input, weights, strict=False)]))
+
+
+def test_func_grad_jacrev_and_per_sample_gradients(device):
+    input = torch.randn(4, 7, 6, dtype=torch.float64, device=device)
+    weight = torch.randn(3, 2, dtype=torch.float64, device=device)
+
+    def loss(fn, w, x):
+        return fn(x, w).pow(2).sum()
+
+    torch.testing.assert_close(
+        torch.func.grad(loss, argnums=(1, 2))(scipy_conv2d, weight, input),
+        torch.func.grad(loss, argnums=(1, 2))(native, weight, input),
+    )
+    torch.testing.assert_close(
+        torch.func.jacrev(scipy_conv2d, argnums=1)(input[0], weight),
+        torch.func.jacrev(native, argnums=1)(input[0], weight),
+    )
+    per_sample = torch.func.vmap(torch.func.grad(loss, argnums=1), in_dims=(None, None, 0))
+    torch.testing.assert_close(per_sample(scipy_conv2d, weight, input), per_sample(native, weight, input))
+    hessian = torch.func.jacrev(torch.func.jacrev(loss, argnums=1), argnums=1)
+    torch.testing.assert_close(hessian(scipy_conv2d, weight, input[0]), hessian(native, weight, input[0]))
+
+
+def test_module():
+    module = ScipyConv2d(3, 4)
+    assert dict(module.named_parameters()).keys() == {"weight", "bias"}
+    assert module.weight.shape == (3, 4) and module.bias.shape == (1,)
+    assert repr(module) == "ScipyConv2d(kernel_size=(3, 4), bias=True)"
+    assert module.weight.abs().max() <= 1 / 12**0.5
+    assert module(torch.randn(2, 8, 9)).shape == (2, 6, 6)
+    no_bias = ScipyConv2d(2, 2, bias=False, dtype=torch.float64)
+    assert no_bias.bias is None and no_bias.weight.dtype == torch.float64
+    assert "bias=False" in repr(no_bias)
+    torch.manual_seed(0)
+    before = no_bias.weight.detach().clone()
+    no_bias.reset_parameters()
+    assert not torch.equal(before, no_bias.weight)
+
+
+def test_module_trains():
+    torch.manual_seed(0)
+    target_kernel = torch.tensor([[1.0, -2.0], [0.5, 3.0]])
+    module = ScipyConv2d(2, 2)
+    optimizer = torch.optim.Adam(module.parameters(), lr=0.05)
+    x = torch.randn(16, 10, 10)
+    y = native(x, target_kernel) + 0.7
+    for _ in range(400):
+        optimizer.zero_grad()
+        loss = (module(x) - y).pow(2).mean()
+        loss.backward()
+        optimizer.step()
+    torch.testing.assert_close(module.weight.detach(), target_kernel, atol=1e-2, rtol=0)
+    torch.testing.assert_close(module.bias.detach(), torch.tensor([0.7]), atol=1e-2, rtol=0)
+
+
+F64 = torch.float64
+
+
+@pytest.mark.parametrize(
+    ("args", "error", "message"),
+    [
+        (
+            (torch.ones(5), torch.ones(2, 2)),
+            ValueError,
+            r"input must have at least 2 dims \(..., H, W\), got shape \(5,\)",
+        ),
+        ((torch.ones(0, 4), torch.ones(2, 2)), ValueError, r"input must not have empty dims, got shape \(0, 4\)"),
+        ((torch.ones(4, 4, dtype=torch.int32), torch.ones(2, 2)), TypeError, "input must be float32 or float64"),
+        ((torch.ones(4, 4, dtype=torch.bool), torch.ones(2, 2)), TypeError, "input must be float32 or float64"),
+        (
+            (torch.ones(4, 4, dtype=torch.complex64), torch.ones(2, 2)),
+            TypeError,
+            "input must be float32 or float64, got torch.complex64",
+        ),
+        ((torch.ones(4, 4), "w"), TypeError, "weight must be a torch.Tensor, got str"),
+        ((torch.ones(4, 4), torch.ones(3)), ValueError, r"weight must have at least 2 dims \(..., H, W\), got shape"),
+        ((torch.ones(4, 4), torch.ones(1, 2, 2)), ValueError, r"weight must be 2-D \(kH, kW\), got shape \(1, 2, 2\)"),
+        ((torch.ones(4, 4), torch.ones(0, 2)), ValueError, r"weight must not have empty dims, got shape \(0, 2\)"),
+        ((torch.ones(4, 4), torch.ones(5, 2)), ValueError, r"weight of shape \(5, 2\) is larger than the input's"),
+        (
+            (torch.ones(4, 4), torch.ones(2, 2, dtype=F64)),
+            TypeError,
+            "weight must have the input's dtype torch.float32",
+        ),
+        (
+            (torch.ones(4, 4), torch.ones(2, 2), torch.ones(2)),
+            ValueError,
+            r"bias must hold one element .* shape \(2,\)",
+        ),
+        (
+            (torch.ones(4, 4), torch.ones(2, 2), torch.ones(1, 1, 1)),
+            ValueError,
+            r"bias must hold one element .* shape \(1, 1, 1\)",
+        ),
+        ((torch.ones(4, 4), torch.ones(2, 2), torch.ones(1, dtype=F64)), TypeError, "bias must have the input's dtype"),
+        ((torch.ones(4, 4), torch.ones(2, 2), 1.0), TypeError, "bias must be a torch.Tensor, got float"),
+        ((torch.ones(4, 4), torch.ones(2, 2, device="meta")), ValueError, "weight must be on the input's device cpu"),
+    ],
+)
+def test_bad_input(args, error, message):
+    with pytest.raises(error, match=f"^scipy_conv2d: {message}"):
+        scipy_conv2d(*args)
+
+
+@pytest.mark.parametrize(("kh", "kw"), [(0, 3), (3, -1), (2.0, 2), (True, 2)])
+def test_module_bad_sizes(kh, kw):
+    with pytest.raises(ValueError, match=r"^ScipyConv2d: k[hw] must be a positive int, got"):
+        ScipyConv2d(kh, kw)
+
+
+@needs_cuda
+def test_cuda_round_trip_matches_native():
+    input, weight, bias = randn(2, 9, 8, device="cuda"), randn(3, 4, device="cuda"), randn(1, device="cuda")
+    with host_round_trip():
+        assert_matches_native(input, weight, bias)
