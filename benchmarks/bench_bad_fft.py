@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import torch
 
-from benchmarks.compare import compare, environment, fwd_bwd, parse_args
 from reference import bad_fft
 from reference._boundary import CUPY, host_round_trip
+
+from benchmarks.compare import compare, environment, fwd_bwd, parse_args
 
 
 def native(x):

@@ -8,9 +8,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from benchmarks.compare import compare, environment, fwd_bwd, parse_args
 from reference import scipy_conv2d
 from reference._boundary import CUPY, host_round_trip
+
+from benchmarks.compare import compare, environment, fwd_bwd, parse_args
 
 
 def native(input, weight, bias):

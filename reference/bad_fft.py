@@ -9,8 +9,6 @@ on it, and it crashes for odd widths. The gradient is
 
 where c is 1 on column 0 (and on the last column when W is even) and 1/2 on the
 others, whose conjugate twins rfft2 leaves out.
-
-The name stays for readers who know the tutorial; the op itself is now correct.
 """
 
 from __future__ import annotations

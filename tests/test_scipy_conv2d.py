@@ -43,9 +43,9 @@ def assert_matches_native(input, weight, bias=None, **tol):
     grad = torch.randn_like(expected)
     y.backward(grad)
     expected.backward(grad)
-    for mine, reference in zip(ours, theirs, strict=True):
+    for mine, expected_input in zip(ours, theirs, strict=True):
         if mine is not None:
-            torch.testing.assert_close(mine.grad, reference.grad, **tol)
+            torch.testing.assert_close(mine.grad, expected_input.grad, **tol)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])

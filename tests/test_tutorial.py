@@ -3,8 +3,9 @@
 import pytest
 import torch
 
-from benchmarks.tutorial_ops import TutorialBadFFTFunction, tutorial_bad_fft, tutorial_scipy_conv2d
 from reference import bad_fft, scipy_conv2d
+
+from benchmarks.tutorial_ops import TutorialBadFFTFunction, tutorial_bad_fft, tutorial_scipy_conv2d
 
 
 def test_tutorial_bad_fft_backward_fails_gradcheck():

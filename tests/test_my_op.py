@@ -1,0 +1,133 @@
+"""my_op: values and gradients against native torch, and every way a PyTorch user calls it.
+
+When you replace the kernels, replace `native` with a torch version of your op
+(or with a slow but obviously correct NumPy one) and keep every other test.
+"""
+
+import pytest
+import torch
+from conftest import needs_cuda, tolerances
+
+from reference import MyOp, my_op
+from reference._boundary import host_round_trip
+
+
+def native(x):
+    return torch.sin(x)
+
+
+SHAPES = [(8, 8), (7, 9), (1, 1), (5, 1), (3, 4, 6), (2, 3, 5, 4)]
+
+
+def randn(*shape, dtype=torch.float64, device="cpu"):
+    return torch.randn(shape, dtype=dtype, device=device, requires_grad=True)
+
+
+def assert_matches_native(x, **tol):
+    x_ours, x_native = x.detach().clone().requires_grad_(), x.detach().clone().requires_grad_()
+    y = my_op(x_ours)
+    expected = native(x_native)
+    torch.testing.assert_close(y, expected, **tol)
+    grad = torch.randn_like(expected)
+    y.backward(grad)
+    expected.backward(grad)
+    torch.testing.assert_close(x_ours.grad, x_native.grad, **tol)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("shape", SHAPES)
+def test_values_and_gradient_match_native(shape, dtype, device):
+    assert_matches_native(randn(*shape, dtype=dtype, device=device), **tolerances(dtype))
+
+
+def test_keeps_dtype(device):
+    for dtype in (torch.float32, torch.float64):
+        x = randn(2, 7, 9, dtype=dtype, device=device)
+        y = my_op(x)
+        assert (y.dtype, y.device.type) == (dtype, device)
+        y.sum().backward()
+        assert x.grad.dtype == dtype
+
+
+@pytest.mark.parametrize("view", ["transpose", "step", "expand"])
+def test_non_contiguous_input(view, device):
+    base = torch.randn(4, 10, 12, dtype=torch.float64, device=device)
+    x = {"transpose": base.transpose(-1, -2), "step": base[:, ::2, 1::3], "expand": base[:1].expand(3, -1, -1)}[view]
+    assert not x.is_contiguous()
+    assert_matches_native(x, **tolerances(x.dtype))
+
+
+@pytest.mark.parametrize("shape", [(6, 8), (2, 3, 4)])
+def test_gradcheck(shape, device):
+    assert torch.autograd.gradcheck(my_op, (randn(*shape, device=device),))
+
+
+def test_double_backward_raises_a_clear_error(device):
+    x = randn(4, 6, device=device)
+    (grad,) = torch.autograd.grad(my_op(x).sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError, match="double backward is not supported"):
+        grad.sum().backward()
+
+
+def test_output_owns_its_memory(device):
+    x = randn(4, 6, device=device)
+    y = my_op(x)
+    (grad,) = torch.autograd.grad(y.sum(), x)
+    assert len({t.untyped_storage().data_ptr() for t in (x, y, grad)}) == 3
+
+
+@pytest.mark.parametrize("requires_grad", [False, True])
+def test_opcheck(requires_grad, device):
+    x = torch.randn(3, 5, 6, device=device, requires_grad=requires_grad)
+    torch.library.opcheck(torch.ops.reference.my_op, (x,))
+
+
+def test_opcheck_backward_op(device):
+    """The backward op is checked on plain tensors: differentiating it again is refused."""
+    x, grad = torch.randn(3, 5, 6, device=device), torch.randn(3, 5, 6, device=device)
+    torch.library.opcheck(torch.ops.reference.my_op_backward, (grad, x))
+
+
+def test_compile_fullgraph(device):
+    model = torch.nn.Sequential(torch.nn.Linear(8, 8), MyOp()).to(device)
+    compiled = torch.compile(model, fullgraph=True)
+    x = torch.randn(2, 6, 8, device=device)
+    expected = model(x)
+    torch.testing.assert_close(compiled(x), expected)
+    grads = torch.autograd.grad(compiled(x).sum(), list(model.parameters()))
+    torch.testing.assert_close(grads, torch.autograd.grad(expected.sum(), list(model.parameters())))
+
+
+def test_vmap(device):
+    x = torch.randn(5, 3, 6, 7, device=device, dtype=torch.float64)
+    for in_dims in (0, 1, 3):
+        torch.testing.assert_close(torch.func.vmap(my_op, in_dims=in_dims)(x.movedim(0, in_dims)), native(x))
+
+
+def test_func_grad_and_jacrev(device):
+    x = torch.randn(4, 5, dtype=torch.float64, device=device)
+    torch.testing.assert_close(
+        torch.func.grad(lambda x: my_op(x).sum())(x), torch.func.grad(lambda x: native(x).sum())(x)
+    )
+    torch.testing.assert_close(torch.func.jacrev(my_op)(x), torch.func.jacrev(native)(x))
+
+
+@pytest.mark.parametrize(
+    ("x", "error", "message"),
+    [
+        ([[1.0, 2.0]], TypeError, "x must be a torch.Tensor, got list"),
+        (torch.ones(5), ValueError, r"x must have at least 2 dims \(..., H, W\), got shape \(5,\)"),
+        (torch.ones(3, 0), ValueError, r"x must not have empty dims, got shape \(3, 0\)"),
+        (torch.ones(3, 4, dtype=torch.int64), TypeError, "x must be float32 or float64, got torch.int64"),
+        (torch.ones(3, 4, dtype=torch.complex64), TypeError, "x must be float32 or float64, got torch.complex64"),
+    ],
+)
+def test_bad_input(x, error, message):
+    with pytest.raises(error, match=f"^my_op: {message}"):
+        my_op(x)
+
+
+@needs_cuda
+def test_cuda_round_trip_matches_native():
+    with host_round_trip():
+        assert_matches_native(randn(3, 6, 7, device="cuda"))

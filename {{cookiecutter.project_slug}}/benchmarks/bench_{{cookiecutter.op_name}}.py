@@ -1,0 +1,1 @@
+{{ starter_file("benchmarks/bench_{op}.py") }}
