@@ -10,6 +10,7 @@ and `batch_first` lines up vmapped inputs for ops that broadcast over leading di
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -85,10 +86,7 @@ def run_kernel(kernel: Callable[..., Any], *tensors: torch.Tensor) -> torch.Tens
     if device.type != "cpu":
         _warn_round_trip(kernel, device)
     arrays = [t.detach().cpu().numpy() for t in tensors]
-    result = np.ascontiguousarray(kernel(NUMPY, *arrays))  # no negative strides for torch
-    if any(np.may_share_memory(result, a) for a in arrays):
-        result = result.copy()
-    return torch.from_numpy(result).to(device)
+    return torch.from_numpy(_owned(np, kernel(NUMPY, *arrays), arrays)).to(device)
 
 
 def _run_on_cupy(kernel: Callable[..., Any], device: torch.device, tensors: tuple[torch.Tensor, ...]) -> torch.Tensor:
@@ -96,10 +94,18 @@ def _run_on_cupy(kernel: Callable[..., Any], device: torch.device, tensors: tupl
     stream = torch.cuda.current_stream(device)
     with cupy.cuda.Device(device.index), cupy.cuda.ExternalStream(stream.cuda_stream, device.index):
         arrays = [cupy.from_dlpack(t.detach()) for t in tensors]
-        result = cupy.ascontiguousarray(kernel(CUPY, *arrays))
-        if any(cupy.may_share_memory(result, a) for a in arrays):
-            result = result.copy()
-        return torch.from_dlpack(result)
+        return torch.from_dlpack(_owned(cupy, kernel(CUPY, *arrays), arrays))
+
+
+def _owned(xp: ModuleType, result: Any, inputs: list[Any]) -> Any:
+    """`result` as a C-contiguous array that shares no memory with `inputs`.
+
+    Torch rejects negative strides, and an output that aliases an input breaks autograd.
+    """
+    result = xp.ascontiguousarray(result)
+    if any(xp.may_share_memory(result, a) for a in inputs):
+        result = result.copy()
+    return result
 
 
 def _warn_round_trip(kernel: Callable[..., Any], device: torch.device) -> None:
@@ -108,7 +114,9 @@ def _warn_round_trip(kernel: Callable[..., Any], device: torch.device) -> None:
     _warned_round_trip.add(kernel.__name__)
     hint = ""
     if device.type == "cuda":
-        hint = f" Install CuPy (`pip install {__package__}[cuda]`) to keep them on the GPU."
+        distribution = importlib.metadata.packages_distributions().get(__package__, [__package__])[0]
+        extra = f"cuda{(torch.version.cuda or '12').split('.')[0]}"
+        hint = f" Install CuPy to keep them on the GPU: pip install '{distribution}[{extra}]'."
     warnings.warn(
         f"{kernel.__name__}: {device.type} tensors are copied to the host and back for NumPy/SciPy.{hint}",
         RuntimeWarning,

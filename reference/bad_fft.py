@@ -33,8 +33,8 @@ def bad_fft_backward_kernel(backend: ArrayBackend, grad, x):
     xp = backend.xp
     spectrum = backend.rfft2(x)
     magnitude = xp.abs(spectrum)
-    # Where |Y| = 0, Y itself is 0, so any finite scale gives G = 0 there.
-    scale = grad / xp.where(magnitude > 0, magnitude, 1)
+    # Where |Y| = 0, Y itself is 0, so any finite scale gives G = 0 there; 1 avoids 0/0.
+    scale = grad / xp.where(magnitude > 0, magnitude, magnitude.dtype.type(1))
     width = x.shape[-1]
     scale[..., 1 : (width + 1) // 2] *= 0.5  # the columns that stand for two
     return backend.irfft2(spectrum * scale, s=x.shape[-2:], norm="forward")

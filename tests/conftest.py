@@ -1,15 +1,19 @@
 """Shared fixtures: every test that takes `device` runs on the CPU, and on CUDA where it can."""
 
+import contextlib
 import importlib.util
+import warnings
 
 import pytest
 import torch
+
+from reference._boundary import host_round_trip
 
 HAS_CUDA = torch.cuda.is_available()
 HAS_CUPY = importlib.util.find_spec("cupy") is not None
 
 needs_cuda = pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA GPU")
-needs_cupy = pytest.mark.skipif(not HAS_CUPY, reason="needs CuPy (the [cuda] extra)")
+needs_cupy = pytest.mark.skipif(not HAS_CUPY, reason="needs CuPy (the [cuda12] or [cuda13] extra)")
 
 
 @pytest.fixture(params=["cpu", pytest.param("cuda", marks=[pytest.mark.cuda, needs_cuda, needs_cupy])])
@@ -24,3 +28,20 @@ def pytest_configure(config):
 def tolerances(dtype):
     """Tolerances for comparing FFT and direct sums with native torch in `dtype`."""
     return {"rtol": 1e-4, "atol": 1e-4} if dtype == torch.float32 else {"rtol": 1e-9, "atol": 1e-9}
+
+
+@contextlib.contextmanager
+def round_trip():
+    """CUDA tensors through NumPy/SciPy, without the warning that says so."""
+    with host_round_trip(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        yield
+
+
+def host_copies(step) -> int:
+    """How many copies between host and GPU memory `step()` makes, once warmed up (FFT plans, JIT)."""
+    step()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as profile:
+        step()
+        torch.cuda.synchronize()
+    return sum(("Memcpy HtoD" in event.name or "Memcpy DtoH" in event.name) for event in profile.events())

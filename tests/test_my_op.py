@@ -6,10 +6,9 @@ When you replace the kernels, replace `native` with a torch version of your op
 
 import pytest
 import torch
-from conftest import needs_cuda, tolerances
+from conftest import host_copies, needs_cuda, needs_cupy, round_trip, tolerances
 
 from reference import MyOp, my_op
-from reference._boundary import host_round_trip
 
 
 def native(x):
@@ -127,7 +126,22 @@ def test_bad_input(x, error, message):
         my_op(x)
 
 
+@pytest.mark.cuda
 @needs_cuda
 def test_cuda_round_trip_matches_native():
-    with host_round_trip():
+    with round_trip():
         assert_matches_native(randn(3, 6, 7, device="cuda"))
+
+
+@pytest.mark.cuda
+@needs_cuda
+@needs_cupy
+def test_cuda_tensors_never_leave_the_gpu():
+    x = randn(2, 16, 16, device="cuda")
+
+    def step():
+        my_op(x).sum().backward()
+
+    assert host_copies(step) == 0
+    with round_trip():
+        assert host_copies(step) > 0

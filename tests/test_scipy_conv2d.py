@@ -3,10 +3,9 @@
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import needs_cuda, tolerances
+from conftest import host_copies, needs_cuda, needs_cupy, round_trip, tolerances
 
 from reference import ScipyConv2d, scipy_conv2d
-from reference._boundary import host_round_trip
 
 
 def native(input, weight, bias=None):
@@ -238,8 +237,24 @@ def test_module_bad_sizes(kh, kw):
         ScipyConv2d(kh, kw)
 
 
+@pytest.mark.cuda
 @needs_cuda
 def test_cuda_round_trip_matches_native():
     input, weight, bias = randn(2, 9, 8, device="cuda"), randn(3, 4, device="cuda"), randn(1, device="cuda")
-    with host_round_trip():
+    with round_trip():
         assert_matches_native(input, weight, bias)
+
+
+@pytest.mark.cuda
+@needs_cuda
+@needs_cupy
+@pytest.mark.parametrize("kernel", [3, 9])
+def test_cuda_tensors_never_leave_the_gpu(kernel):
+    input, weight = randn(2, 32, 32, device="cuda"), randn(kernel, kernel, device="cuda")
+
+    def step():
+        scipy_conv2d(input, weight).sum().backward()
+
+    assert host_copies(step) == 0
+    with round_trip():
+        assert host_copies(step) > 0

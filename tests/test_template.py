@@ -78,6 +78,7 @@ def test_renders_the_expected_tree(project):
         f"src/acme_ops/{op}.py",
         "src/acme_ops/py.typed",
         "tests/conftest.py",
+        "tests/test_boundary.py",
         f"tests/test_{op}.py",
     }
 
@@ -122,6 +123,7 @@ def test_op_files_are_the_reference_files(starter, tmp_path):
         "src/reference/_boundary.py": "reference/_boundary.py",
         f"tests/test_{op}.py": f"tests/test_{op}.py",
         "tests/conftest.py": "tests/conftest.py",
+        "tests/test_boundary.py": "tests/test_boundary.py",
         f"benchmarks/bench_{op}.py": f"benchmarks/bench_{op}.py",
         "benchmarks/compare.py": "benchmarks/compare.py",
     }

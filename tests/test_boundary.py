@@ -1,0 +1,107 @@
+"""The tensor/array boundary: zero copies in and out, outputs that own their memory, streams, vmap helper."""
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from conftest import needs_cuda, needs_cupy
+
+from reference import _boundary
+from reference._boundary import batch_first, host_round_trip, run_kernel
+
+
+def recording_kernel(seen: dict):
+    """A kernel that doubles its input and records where its arrays live."""
+
+    def kernel(backend, a):
+        result = a * 2
+        seen.update(backend=backend, input=_address(a), output=_address(result), array=result)
+        if backend.xp is not np:
+            seen["stream"] = backend.xp.cuda.get_current_stream().ptr
+        return result
+
+    return kernel
+
+
+def _address(a) -> int:
+    return a.ctypes.data if isinstance(a, np.ndarray) else a.data.ptr
+
+
+def test_cpu_tensors_cross_without_copies():
+    seen = {}
+    x = torch.randn(3, 4, requires_grad=True)
+    y = run_kernel(recording_kernel(seen), x)
+    assert seen["backend"] is _boundary.NUMPY
+    assert seen["input"] == x.data_ptr() and seen["output"] == y.data_ptr()
+    torch.testing.assert_close(y, x.detach() * 2)
+
+
+def test_output_never_aliases_an_input():
+    x = torch.randn(3, 4)
+    y = run_kernel(lambda backend, a: a, x)
+    assert y.data_ptr() != x.data_ptr()
+    torch.testing.assert_close(y, x)
+
+
+def test_negative_strides_become_a_contiguous_tensor():
+    x = torch.arange(12.0).reshape(3, 4)
+    y = run_kernel(lambda backend, a: (a * 1)[::-1, ::-2], x)
+    assert y.is_contiguous()
+    torch.testing.assert_close(y, x.flip(0, 1)[:, ::2])
+
+
+def test_round_trip_warns_once_per_kernel_and_names_the_extra(monkeypatch):
+    monkeypatch.setattr(_boundary, "_warned_round_trip", set())
+    cuda = torch.device("cuda")
+
+    def some_kernel(backend, a):
+        return a
+
+    with pytest.warns(RuntimeWarning, match=r"some_kernel: cuda tensors are copied .* pip install '.+\[cuda\d+\]'"):
+        _boundary._warn_round_trip(some_kernel, cuda)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _boundary._warn_round_trip(some_kernel, cuda)
+
+
+@pytest.mark.parametrize(
+    ("shapes", "in_dims", "expected"),
+    [
+        ([(4, 5, 6)], (1,), [(5, 4, 6)]),
+        ([(5, 6, 7), (3, 4)], (0, None), [(5, 6, 7), (3, 4)]),
+        ([(6, 7), (3, 5, 4)], (None, 1), [(6, 7), (5, 3, 4)]),
+        ([(2, 6, 7, 5), (5, 3, 4)], (3, 0), [(5, 2, 6, 7), (5, 1, 3, 4)]),
+    ],
+)
+def test_batch_first_lines_up_logical_dims(shapes, in_dims, expected):
+    tensors = tuple(torch.randn(shape) for shape in shapes)
+    assert [tuple(t.shape) for t in batch_first(tensors, in_dims)] == expected
+
+
+@pytest.mark.cuda
+@needs_cuda
+@needs_cupy
+def test_cuda_tensors_cross_without_copies_on_the_current_stream():
+    seen = {}
+    x = torch.randn(3, 4, device="cuda")
+    stream = torch.cuda.Stream()
+    with torch.cuda.stream(stream):
+        y = run_kernel(recording_kernel(seen), x)
+    assert seen["backend"] is _boundary.CUPY
+    assert seen["stream"] == stream.cuda_stream
+    assert seen["input"] == x.data_ptr() and seen["output"] == y.data_ptr()
+    torch.cuda.synchronize()
+    torch.testing.assert_close(y, x * 2)
+
+
+@pytest.mark.cuda
+@needs_cuda
+def test_host_round_trip_on_request():
+    seen = {}
+    x = torch.randn(3, 4, device="cuda")
+    with host_round_trip(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        y = run_kernel(recording_kernel(seen), x)
+    assert seen["backend"] is _boundary.NUMPY and y.device == x.device
+    torch.testing.assert_close(y, x * 2)
