@@ -91,10 +91,25 @@ def run_kernel(kernel: Callable[..., Any], *tensors: torch.Tensor) -> torch.Tens
 
 def _run_on_cupy(kernel: Callable[..., Any], device: torch.device, tensors: tuple[torch.Tensor, ...]) -> torch.Tensor:
     # CuPy works on PyTorch's current stream, so no synchronisation is needed either way.
-    stream = torch.cuda.current_stream(device)
-    with cupy.cuda.Device(device.index), cupy.cuda.ExternalStream(stream.cuda_stream, device.index):
+    with cupy.cuda.Device(device.index), _cupy_stream(torch.cuda.current_stream(device)):
         arrays = [cupy.from_dlpack(t.detach()) for t in tensors]
         return torch.from_dlpack(_owned(cupy, kernel(CUPY, *arrays), arrays))
+
+
+class _StreamHandle:
+    """A raw CUDA stream in the CUDA stream protocol, which CuPy's Stream.from_external takes."""
+
+    def __init__(self, pointer: int):
+        self.pointer = pointer
+
+    def __cuda_stream__(self) -> tuple[int, int]:
+        return (0, self.pointer)
+
+
+def _cupy_stream(stream: torch.cuda.Stream):
+    if hasattr(cupy.cuda.Stream, "from_external"):  # CuPy 14 and later
+        return cupy.cuda.Stream.from_external(_StreamHandle(stream.cuda_stream))
+    return cupy.cuda.ExternalStream(stream.cuda_stream, stream.device_index)
 
 
 def _owned(xp: ModuleType, result: Any, inputs: list[Any]) -> Any:
