@@ -53,8 +53,11 @@ def _correlate_by_taps(x, w, out_h, out_w):
 
 def _correlate_by_outputs(xp, x, w, out_h, out_w):
     kh, kw = w.shape[-2:]
-    dots = [(x[..., i : i + kh, j : j + kw] * w).sum(axis=(-2, -1)) for i in range(out_h) for j in range(out_w)]
-    return xp.stack(dots, axis=-1).reshape((*dots[0].shape, out_h, out_w))
+    out = xp.empty((*xp.broadcast(x[..., 0, 0], w[..., 0, 0]).shape, out_h, out_w), dtype=x.dtype)
+    for i in range(out_h):
+        for j in range(out_w):
+            out[..., i, j] = (x[..., i : i + kh, j : j + kw] * w).sum(axis=(-2, -1))
+    return out
 
 
 def _correlate_by_fft(backend, x, w, out_h, out_w):

@@ -41,7 +41,7 @@ def round_trip():
 def host_copies(step) -> int:
     """How many copies between host and GPU memory `step()` makes, once warmed up (FFT plans, JIT)."""
     step()
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as profile:
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA], acc_events=True) as profile:
         step()
         torch.cuda.synchronize()
     return sum(("Memcpy HtoD" in event.name or "Memcpy DtoH" in event.name) for event in profile.events())
