@@ -8,9 +8,8 @@ from __future__ import annotations
 import torch
 
 from reference import bad_fft
-from reference._boundary import CUPY, host_round_trip
 
-from benchmarks.compare import compare, environment, fwd_bwd, parse_args
+from benchmarks.compare import main
 
 
 def native(x):
@@ -28,14 +27,5 @@ def cases(device: str) -> dict:
     }
 
 
-def contenders(device: str) -> dict:
-    steps = {"native": fwd_bwd(native), "bad_fft": fwd_bwd(bad_fft)}
-    if device == "cuda" and CUPY is not None:
-        steps["round trip"] = fwd_bwd(bad_fft, host_round_trip)
-    return steps
-
-
 if __name__ == "__main__":
-    args = parse_args(__doc__)
-    print(f"## bad_fft, forward + backward, {args.device}, {environment()}\n")
-    compare(cases(args.device), contenders(args.device), native, min_run_time=args.min_run_time)
+    main(__doc__, bad_fft, native, cases)

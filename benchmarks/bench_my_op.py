@@ -8,9 +8,8 @@ from __future__ import annotations
 import torch
 
 from reference import my_op
-from reference._boundary import CUPY, host_round_trip
 
-from benchmarks.compare import compare, environment, fwd_bwd, parse_args
+from benchmarks.compare import main
 
 
 def native(x):
@@ -26,14 +25,5 @@ def cases(device: str) -> dict:
     }
 
 
-def contenders(device: str) -> dict:
-    steps = {"native": fwd_bwd(native), "my_op": fwd_bwd(my_op)}
-    if device == "cuda" and CUPY is not None:
-        steps["round trip"] = fwd_bwd(my_op, host_round_trip)
-    return steps
-
-
 if __name__ == "__main__":
-    args = parse_args(__doc__)
-    print(f"## my_op, forward + backward, {args.device}, {environment()}\n")
-    compare(cases(args.device), contenders(args.device), native, min_run_time=args.min_run_time)
+    main(__doc__, my_op, native, cases)

@@ -9,9 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from reference import scipy_conv2d
-from reference._boundary import CUPY, host_round_trip
 
-from benchmarks.compare import compare, environment, fwd_bwd, parse_args
+from benchmarks.compare import main
 
 
 def native(input, weight, bias):
@@ -36,14 +35,5 @@ def cases(device: str) -> dict:
     return {f"{b}x{s}x{s}, k{k}": lambda b=b, s=s, k=k: inputs(b, s, k) for b, s, k in grid}
 
 
-def contenders(device: str) -> dict:
-    steps = {"native": fwd_bwd(native), "scipy_conv2d": fwd_bwd(scipy_conv2d)}
-    if device == "cuda" and CUPY is not None:
-        steps["round trip"] = fwd_bwd(scipy_conv2d, host_round_trip)
-    return steps
-
-
 if __name__ == "__main__":
-    args = parse_args(__doc__)
-    print(f"## scipy_conv2d, forward + backward, {args.device}, {environment()}\n")
-    compare(cases(args.device), contenders(args.device), native, min_run_time=args.min_run_time)
+    main(__doc__, scipy_conv2d, native, cases)

@@ -10,6 +10,8 @@ from collections.abc import Callable
 import torch
 from torch.utils import benchmark
 
+from reference._boundary import CUPY, host_round_trip
+
 Step = Callable[[tuple[torch.Tensor, ...], torch.Tensor], None]
 
 
@@ -21,6 +23,21 @@ def fwd_bwd(forward: Callable[..., torch.Tensor], context=contextlib.nullcontext
             forward(*inputs).backward(grad)
 
     return step
+
+
+def contenders(native: Callable[..., torch.Tensor], op: Callable[..., torch.Tensor], device: str) -> dict[str, Step]:
+    """Native torch, the op, and on CUDA with CuPy the op's host round trip."""
+    steps = {"native": fwd_bwd(native), op.__name__: fwd_bwd(op)}
+    if device == "cuda" and CUPY is not None:
+        steps["round trip"] = fwd_bwd(op, host_round_trip)
+    return steps
+
+
+def main(doc: str, op: Callable[..., torch.Tensor], native: Callable[..., torch.Tensor], cases) -> None:
+    """The command line of a benchmark script: `cases(device)` against native torch."""
+    args = parse_args(doc)
+    print(f"## {op.__name__}, forward + backward, {args.device}, {environment()}\n")
+    compare(cases(args.device), contenders(native, op, args.device), native, min_run_time=args.min_run_time)
 
 
 def median_ms(step: Step, inputs: tuple[torch.Tensor, ...], grad: torch.Tensor, min_run_time: float) -> float:
