@@ -25,6 +25,25 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "cuda: runs on a CUDA GPU; skipped without one or without CuPy")
 
 
+def randn(*shape, dtype=torch.float64, device="cpu"):
+    """A random leaf tensor that requires grad."""
+    return torch.randn(shape, dtype=dtype, device=device, requires_grad=True)
+
+
+def assert_matches(op, native, *inputs, **tolerance):
+    """`op` agrees with `native` on the output and on the gradient of every input that requires grad."""
+    output, expected = op(*inputs), native(*inputs)
+    torch.testing.assert_close(output, expected, **tolerance)
+    differentiable = [t for t in inputs if isinstance(t, torch.Tensor) and t.requires_grad]
+    if differentiable:
+        grad = torch.randn_like(expected)
+        torch.testing.assert_close(
+            torch.autograd.grad(output, differentiable, grad),
+            torch.autograd.grad(expected, differentiable, grad),
+            **tolerance,
+        )
+
+
 def tolerances(dtype):
     """Tolerances for comparing FFT and direct sums with native torch in `dtype`."""
     return {"rtol": 1e-4, "atol": 1e-4} if dtype == torch.float32 else {"rtol": 1e-9, "atol": 1e-9}

@@ -6,7 +6,7 @@ When you replace the kernels, replace `native` with a torch version of your op
 
 import pytest
 import torch
-from conftest import host_copies, needs_cuda, needs_cupy, round_trip, tolerances
+from conftest import assert_matches, host_copies, needs_cuda, needs_cupy, randn, round_trip, tolerances
 
 from reference import MyOp, my_op
 
@@ -18,25 +18,10 @@ def native(x):
 SHAPES = [(8, 8), (7, 9), (1, 1), (5, 1), (3, 4, 6), (2, 3, 5, 4)]
 
 
-def randn(*shape, dtype=torch.float64, device="cpu"):
-    return torch.randn(shape, dtype=dtype, device=device, requires_grad=True)
-
-
-def assert_matches_native(x, **tol):
-    x_ours, x_native = x.detach().clone().requires_grad_(), x.detach().clone().requires_grad_()
-    y = my_op(x_ours)
-    expected = native(x_native)
-    torch.testing.assert_close(y, expected, **tol)
-    grad = torch.randn_like(expected)
-    y.backward(grad)
-    expected.backward(grad)
-    torch.testing.assert_close(x_ours.grad, x_native.grad, **tol)
-
-
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("shape", SHAPES)
 def test_values_and_gradient_match_native(shape, dtype, device):
-    assert_matches_native(randn(*shape, dtype=dtype, device=device), **tolerances(dtype))
+    assert_matches(my_op, native, randn(*shape, dtype=dtype, device=device), **tolerances(dtype))
 
 
 def test_keeps_dtype(device):
@@ -50,10 +35,10 @@ def test_keeps_dtype(device):
 
 @pytest.mark.parametrize("view", ["transpose", "step", "expand"])
 def test_non_contiguous_input(view, device):
-    base = torch.randn(4, 10, 12, dtype=torch.float64, device=device)
+    base = randn(4, 10, 12, device=device)
     x = {"transpose": base.transpose(-1, -2), "step": base[:, ::2, 1::3], "expand": base[:1].expand(3, -1, -1)}[view]
     assert not x.is_contiguous()
-    assert_matches_native(x, **tolerances(x.dtype))
+    assert_matches(my_op, native, x, **tolerances(x.dtype))
 
 
 @pytest.mark.parametrize("shape", [(6, 8), (2, 3, 4)])
@@ -130,7 +115,7 @@ def test_bad_input(x, error, message):
 @needs_cuda
 def test_cuda_round_trip_matches_native():
     with round_trip():
-        assert_matches_native(randn(3, 6, 7, device="cuda"))
+        assert_matches(my_op, native, randn(3, 6, 7, device="cuda"))
 
 
 @pytest.mark.cuda

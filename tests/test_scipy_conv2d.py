@@ -3,7 +3,7 @@
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import host_copies, needs_cuda, needs_cupy, round_trip, tolerances
+from conftest import assert_matches, host_copies, needs_cuda, needs_cupy, randn, round_trip, tolerances
 
 from reference import ScipyConv2d, scipy_conv2d
 
@@ -30,30 +30,13 @@ CASES = [
 ]
 
 
-def randn(*shape, dtype=torch.float64, device="cpu"):
-    return torch.randn(shape, dtype=dtype, device=device, requires_grad=True)
-
-
-def assert_matches_native(input, weight, bias=None, **tol):
-    ours = [t.detach().clone().requires_grad_() if t is not None else None for t in (input, weight, bias)]
-    theirs = [t.detach().clone().requires_grad_() if t is not None else None for t in (input, weight, bias)]
-    y, expected = scipy_conv2d(*ours), native(*theirs)
-    torch.testing.assert_close(y, expected, **tol)
-    grad = torch.randn_like(expected)
-    y.backward(grad)
-    expected.backward(grad)
-    for mine, expected_input in zip(ours, theirs, strict=True):
-        if mine is not None:
-            torch.testing.assert_close(mine.grad, expected_input.grad, **tol)
-
-
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize(("shape", "kernel"), CASES)
 def test_values_and_gradients_match_native(shape, kernel, dtype, device):
     input, weight, bias = randn(*shape, dtype=dtype, device=device), randn(*kernel, dtype=dtype, device=device), None
     if len(shape) > 2:
         bias = randn(1, dtype=dtype, device=device)
-    assert_matches_native(input, weight, bias, **tolerances(dtype))
+    assert_matches(scipy_conv2d, native, input, weight, bias, **tolerances(dtype))
 
 
 @pytest.mark.parametrize("bias_shape", [(), (1,), (1, 1)])
@@ -61,21 +44,21 @@ def test_bias_shapes(bias_shape, device):
     input, weight, bias = randn(2, 6, 7, device=device), randn(3, 2, device=device), randn(*bias_shape, device=device)
     y = scipy_conv2d(input, weight, bias)
     assert y.shape == (2, 4, 6)
-    assert_matches_native(input, weight, bias)
+    assert_matches(scipy_conv2d, native, input, weight, bias)
 
 
 @pytest.mark.parametrize("view", ["transpose", "step", "expand", "flip"])
 def test_non_contiguous_input_and_weight(view, device):
-    base = torch.randn(4, 14, 12, dtype=torch.float64, device=device)
+    base = randn(4, 14, 12, device=device)
     input = {
         "transpose": base.transpose(-1, -2),
         "step": base[:, ::2, 1::2],
         "expand": base[:1].expand(3, -1, -1),
         "flip": base.flip(-1),
     }[view]
-    weight = torch.randn(5, 6, dtype=torch.float64, device=device).t()
+    weight = randn(5, 6, device=device).t()
     assert not weight.is_contiguous()
-    assert_matches_native(input, weight)
+    assert_matches(scipy_conv2d, native, input, weight)
 
 
 @pytest.mark.parametrize(("shape", "kernel"), [((6, 7), (2, 3)), ((7, 8), (5, 5)), ((2, 9, 8), (4, 6))])
@@ -242,7 +225,7 @@ def test_module_bad_sizes(kh, kw):
 def test_cuda_round_trip_matches_native():
     input, weight, bias = randn(2, 9, 8, device="cuda"), randn(3, 4, device="cuda"), randn(1, device="cuda")
     with round_trip():
-        assert_matches_native(input, weight, bias)
+        assert_matches(scipy_conv2d, native, input, weight, bias)
 
 
 @pytest.mark.cuda
