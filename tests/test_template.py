@@ -4,6 +4,7 @@ import os
 import re
 import subprocess
 import sys
+import sysconfig
 import tomllib
 import venv
 from pathlib import Path
@@ -255,8 +256,12 @@ def test_wheel_installs_and_its_tests_pass_against_the_installed_package(tmp_pat
     run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(dist), ".", cwd=project)
     (wheel,) = dist.glob("*.whl")
     env_dir = tmp_path / "venv"
-    venv.create(env_dir, system_site_packages=True, with_pip=True)
+    venv.create(env_dir, with_pip=True)
     python = str(env_dir / "bin" / "python")
+    # torch, numpy, scipy and pytest come from this interpreter, whether or not it is itself a venv.
+    site = run(python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])", cwd=tmp_path).stdout.strip()
+    parent = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
+    (Path(site) / "parent_site_packages.pth").write_text("\n".join(sorted(parent)) + "\n")
     run(python, "-m", "pip", "install", "--no-deps", "--no-index", str(wheel), cwd=tmp_path)
     location = run(
         python, "-c", "import acme_ops, pathlib; print(pathlib.Path(acme_ops.__file__).parent)", cwd=tmp_path
