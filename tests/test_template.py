@@ -107,6 +107,13 @@ def test_pyproject(project):
     assert set(meta["optional-dependencies"]) == {"cuda12", "cuda13", "test"}
 
 
+def test_readme_usage_runs(project):
+    readme = (project / "README.md").read_text(encoding="utf-8")
+    (usage,) = re.findall(r"```python\n(.*?)```", readme, re.DOTALL)
+    env = {**os.environ, "PYTHONPATH": str(project / "src")}
+    run(sys.executable, "-c", usage, cwd=project, env=env)
+
+
 @pytest.mark.slow
 def test_generated_suite_passes(project):
     env = {**os.environ, "PYTHONPATH": str(project / "src")}
