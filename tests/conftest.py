@@ -57,6 +57,13 @@ def round_trip():
         yield
 
 
+def assert_stays_on_gpu(step) -> None:
+    """`step()` copies nothing between host and GPU memory with CuPy, and does on the round trip."""
+    assert host_copies(step) == 0
+    with round_trip():
+        assert host_copies(step) > 0  # so that the count above can fail
+
+
 def host_copies(step) -> int:
     """How many copies between host and GPU memory `step()` makes, once warmed up (FFT plans, JIT)."""
     step()

@@ -5,10 +5,10 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from conftest import needs_cuda, needs_cupy
+from conftest import needs_cuda, needs_cupy, round_trip
 
 from reference import _boundary
-from reference._boundary import batch_first, host_round_trip, run_kernel
+from reference._boundary import batch_first, run_kernel
 
 
 def recording_kernel(seen: dict):
@@ -100,8 +100,7 @@ def test_cuda_tensors_cross_without_copies_on_the_current_stream():
 def test_host_round_trip_on_request():
     seen = {}
     x = torch.randn(3, 4, device="cuda")
-    with host_round_trip(), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
+    with round_trip():
         y = run_kernel(recording_kernel(seen), x)
     assert seen["backend"] is _boundary.NUMPY and y.device == x.device
     torch.testing.assert_close(y, x * 2)
