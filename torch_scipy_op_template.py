@@ -6,6 +6,8 @@ cookiecutter.json loads `StarterExtension`, which gives the template:
   (`reference`, the op and its class) replaced by the user's. The op, its tests
   and its benchmark thus live once, in reference/, tests/ and benchmarks/;
 - `starter_doc()`: the op module's docstring, for the generated README;
+- `warnings_policy()`: the pytest `filterwarnings` of this repository's
+  pyproject.toml, which generated projects share;
 - `template_repo`: this repository's absolute path, for the hooks;
 - filters: `default_op_name` and `default_class_name` for a starter, the escapes
   `toml_str`, `yaml_str`, `md` and `py_literal`, and `check_answers`.
@@ -73,6 +75,12 @@ def starter_file(context, path: str) -> str:
 def starter_doc(context) -> str:
     """The docstring of the starter's op module, renamed."""
     return ast.get_docstring(ast.parse(starter_file(context, "reference/{op}.py")))
+
+
+def warnings_policy() -> str:
+    """The `filterwarnings = [...]` setting of this repository's pyproject.toml, comment included."""
+    text = (REPO / "pyproject.toml").read_text(encoding="utf-8")
+    return re.search(r"^filterwarnings = \[\n.*?^\]", text, re.MULTILINE | re.DOTALL).group()
 
 
 def toml_str(value: str) -> str:
@@ -170,7 +178,8 @@ def check_answers(answers: dict) -> None:
         ("license", answers["license"] in LICENSES, f"must be one of {', '.join(LICENSES)}"),
     ]
     rules += [
-        (key, value.strip() and not re.search(r"[\x00-\x1f\x7f]", value), "must be one non-empty line of text")
+        # A tab is whitespace within the line; every other control character breaks a file it lands in.
+        (key, value.strip() and not re.search(r"[\x00-\x08\x0a-\x1f\x7f]", value), "must be one non-empty line of text")
         for key, value in text.items()
     ]
     for field, ok, rule in rules:
@@ -192,7 +201,12 @@ def _check_answers_filter(answers: dict) -> str:
 class StarterExtension(Extension):
     def __init__(self, environment):
         super().__init__(environment)
-        environment.globals.update(starter_file=starter_file, starter_doc=starter_doc, template_repo=str(REPO))
+        environment.globals.update(
+            starter_file=starter_file,
+            starter_doc=starter_doc,
+            warnings_policy=warnings_policy,
+            template_repo=str(REPO),
+        )
         environment.filters.update(
             default_op_name=lambda starter: STARTERS[starter].op_name,
             default_class_name=lambda starter: STARTERS[starter].class_name,

@@ -65,6 +65,16 @@ def test_round_trip_warns_once_per_kernel_and_names_the_extra(monkeypatch):
         _boundary._warn_round_trip(some_kernel, cuda)
 
 
+def test_warnings_policy_fails_on_ours_and_ignores_torch_internals():
+    """pyproject.toml's filterwarnings: a warning from an op's own code fails the suite, torch's own notes do not."""
+    with pytest.raises(RuntimeWarning, match="divide by zero"):
+        run_kernel(lambda backend, a: backend.xp.log(a * 0), torch.ones(3))
+    for module in ("torch", "torch._subclasses.meta_utils"):
+        warnings.warn_explicit("a note on torch's internals", UserWarning, "torch.py", 1, module=module)
+    with pytest.raises(UserWarning):
+        warnings.warn_explicit("a warning from a package named like torch", UserWarning, "x.py", 1, module="torchy")
+
+
 @pytest.mark.parametrize(
     ("shapes", "in_dims", "expected"),
     [

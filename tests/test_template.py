@@ -2,6 +2,7 @@
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -17,6 +18,7 @@ from cookiecutter.main import cookiecutter
 from cookiecutter.prompt import prompt_for_config
 from markdown_it import MarkdownIt
 
+from scripts.compat import declared_floor
 from torch_scipy_op_template import STARTERS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -66,7 +68,9 @@ def test_renders_the_expected_tree(project):
     op = answers["op_name"]
     assert {str(path.relative_to(project)) for path in files(project)} == {
         ".cookiecutter.yaml",
+        ".github/dependabot.yml",
         ".github/workflows/ci.yml",
+        ".github/workflows/release.yml",
         ".gitignore",
         ".pre-commit-config.yaml",
         "LICENSE",
@@ -103,8 +107,50 @@ def test_python_compiles_and_passes_ruff(project):
 def test_pyproject(project):
     meta = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     assert meta["name"] == project.name
-    assert "torch>=2.5" in meta["dependencies"]
+    assert "torch>=2.9" in meta["dependencies"]
     assert set(meta["optional-dependencies"]) == {"cuda12", "cuda13", "test"}
+
+
+def test_declared_floor_is_what_the_minimum_versions_job_and_this_repository_use(project):
+    """CI's minimum-versions job pins exactly the floor that pyproject.toml declares, and so does compat.py."""
+    workflow = yaml.safe_load((project / ".github/workflows/ci.yml").read_text(encoding="utf-8"))
+    steps = workflow["jobs"]["minimum-versions"]["steps"]
+    (pin_step,) = [s["run"] for s in steps if s.get("run", "").endswith("> floor.txt")]
+    run("bash", "-c", pin_step, cwd=project)
+    pins = (project / "floor.txt").read_text(encoding="utf-8").split()
+    (project / "floor.txt").unlink()
+    assert pins == declared_floor()[1] == ["torch==2.9", "numpy==1.24", "scipy==1.10"]
+    requirements = (REPO / "requirements.txt").read_text(encoding="utf-8").split()
+    assert [pin.replace("==", ">=") for pin in pins] == requirements[3:6]  # after "# The ops"
+    meta = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    oldest = steps[1]["with"]["python-version"]
+    assert meta["requires-python"] == f">={oldest}" == f">={declared_floor()[0]}"
+    assert workflow["jobs"]["test"]["strategy"]["matrix"]["python-version"] == [oldest, "3.13"]
+    steps = " ".join(s.get("run", "") for s in workflow["jobs"]["test"]["steps"])
+    assert "ruff format --check" in steps and "python -m pytest" in steps
+
+
+def test_release_workflow_and_dependabot(project):
+    release = yaml.safe_load((project / ".github/workflows/release.yml").read_text(encoding="utf-8"))
+    assert release[True]["release"]["types"] == ["published"]  # YAML 1.1 reads the key `on` as True
+    build = " ".join(s.get("run", "") for s in release["jobs"]["build"]["steps"])
+    assert "python -m build" in build and "twine check --strict" in build and "check-wheel-contents" in build
+    publish = release["jobs"]["publish"]
+    assert publish["permissions"] == {"id-token": "write"} and publish["needs"] == "build"
+    assert publish["steps"][-1]["uses"] == "pypa/gh-action-pypi-publish@release/v1"
+    dependabot = yaml.safe_load((project / ".github/dependabot.yml").read_text(encoding="utf-8"))
+    assert [u["package-ecosystem"] for u in dependabot["updates"]] == ["github-actions"]
+
+
+@pytest.mark.slow
+def test_release_artifacts_pass_the_release_checks(project, tmp_path):
+    """What release.yml runs before it publishes: build the sdist and wheel, then twine and check-wheel-contents."""
+    source = shutil.copytree(project, tmp_path / "source")  # the build leaves egg-info behind
+    run(sys.executable, "-m", "build", "--no-isolation", "--outdir", str(tmp_path), ".", cwd=source)
+    sdist, wheel = sorted(tmp_path.glob("*.tar.gz")), sorted(tmp_path.glob("*.whl"))
+    assert len(sdist) == len(wheel) == 1
+    run(sys.executable, "-m", "twine", "check", "--strict", str(sdist[0]), str(wheel[0]), cwd=tmp_path)
+    run(str(Path(sys.executable).with_name("check-wheel-contents")), str(wheel[0]), cwd=tmp_path)
 
 
 def test_readme_usage_runs(project):
@@ -160,6 +206,8 @@ BAD_ANSWERS = [
     ("author_email", "a@b", "email address"),
     ("version", "one", "PEP 440"),
     ("project_name", "two\nlines", "one non-empty line"),
+    ("description", "\t", "one non-empty line"),
+    ("author_name", "bell\a", "one non-empty line"),
 ]
 
 
@@ -192,7 +240,7 @@ def test_weird_strings_round_trip(tmp_path):
         "project_name": "Ops *for* <you> & [me] 😀",
         "project_slug": "weird-ops",
         "author_name": "O\"Brien \\ D'Arcy 😀",
-        "description": 'Says """hi""" with \\n and `ticks` and # hash',
+        "description": 'Says """hi""" with \\n, a\ttab, `ticks` and # hash',
     }
     project = render(tmp_path, **weird)
     meta = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))["project"]
@@ -210,7 +258,7 @@ def test_weird_strings_round_trip(tmp_path):
 
 
 def test_saved_answers_render_the_same_project(project, tmp_path):
-    """The update path in the README: .cookiecutter.yaml holds every answer the project was made with."""
+    """.cookiecutter.yaml holds every answer the project was made with, so it can be linked to cruft later."""
     again = Path(
         cookiecutter(
             str(REPO), no_input=True, output_dir=str(tmp_path), config_file=str(project / ".cookiecutter.yaml")
@@ -277,3 +325,59 @@ def test_wheel_installs_and_its_tests_pass_against_the_installed_package(tmp_pat
     assert installed.is_relative_to(env_dir) and (installed / "py.typed").is_file()
     result = run(python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests", cwd=project)
     assert_suite_passes(result, at_least=15)
+
+
+def git(*args, cwd: Path) -> None:
+    identity = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com", "GIT_COMMITTER_NAME": "t"}
+    run("git", *args, cwd=cwd, env={**os.environ, **identity, "GIT_COMMITTER_EMAIL": "t@example.com"})
+
+
+def commit_all(repo: Path, message: str) -> None:
+    git("add", "-A", cwd=repo)
+    git("commit", "-q", "-m", message, cwd=repo)
+
+
+@pytest.mark.slow
+def test_cruft_update_brings_a_template_change_into_projects(tmp_path):
+    """README's update path: a project from `cruft create`, and one from cookiecutter linked through its
+    .cookiecutter.yaml, both take a later template commit with `cruft update`."""
+    template = tmp_path / "template"
+    listed = run("git", "ls-files", "--cached", "--others", "--exclude-standard", cwd=REPO).stdout.splitlines()
+    for name in listed:
+        if (REPO / name).is_file():
+            (template / name).parent.mkdir(parents=True, exist_ok=True)
+            (template / name).write_bytes((REPO / name).read_bytes())
+    git("init", "-q", cwd=template)
+    commit_all(template, "template")
+    cruft = [str(Path(sys.executable).with_name("cruft"))]  # the console script beside this Python
+    out = tmp_path / "out"
+    run(
+        *cruft,
+        "create",
+        "--no-input",
+        str(template),
+        "--output-dir",
+        str(out),
+        "--extra-context",
+        '{"starter": "blank"}',
+        cwd=tmp_path,
+    )
+    created = out / "my-scipy-op"
+    linked = render(out, starter="conv2d", project_slug="linked")
+    for project in (created, linked):
+        git("init", "-q", cwd=project)
+        commit_all(project, "generated")
+    run(*cruft, "link", str(template), "--config-file", ".cookiecutter.yaml", "-y", cwd=linked)
+    commit_all(linked, "linked")
+
+    with open(template / "{{cookiecutter.project_slug}}/README.md", "a", encoding="utf-8") as readme:
+        readme.write("\nA line that a later template adds.\n")
+    with open(template / "reference/_boundary.py", "a", encoding="utf-8") as boundary:
+        boundary.write("\n# A comment that a later boundary adds.\n")
+    commit_all(template, "a later template")
+    for project in (created, linked):
+        run(*cruft, "update", "-y", cwd=project)
+        assert (project / "README.md").read_text(encoding="utf-8").endswith("A line that a later template adds.\n")
+        package = project / "src" / project.name.replace("-", "_")
+        assert "# A comment that a later boundary adds." in (package / "_boundary.py").read_text(encoding="utf-8")
+        run(*cruft, "check", cwd=project)
