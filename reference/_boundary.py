@@ -2,14 +2,17 @@
 
 An op's array kernel takes an `ArrayBackend` and plain arrays: NumPy with
 SciPy's FFT for CPU tensors, CuPy for CUDA tensors when CuPy is installed.
-`run_kernel` moves tensors across without copies where it can, and hands back
-tensors that own their memory. `check_image` gives bad input a clear error,
-and `batch_first` lines up vmapped inputs for ops that broadcast over leading dims.
+`run_kernel` moves tensors across without copies where it can, computes float16
+and bfloat16 in float32, and hands back tensors that own their memory.
+`check_tensor` and `check_image` give bad input a clear error, `batch_first`
+lines up vmapped inputs for ops that broadcast over leading dims, and
+`run_in_float32_under_autocast` makes an op take part in autocast.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import importlib.metadata
 import warnings
 from collections.abc import Callable
@@ -23,6 +26,10 @@ import torch
 
 # Below this many elements, a second FFT thread costs more than it saves.
 _MIN_ELEMENTS_PER_FFT_THREAD = 1 << 18
+
+FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+# NumPy has no bfloat16, and SciPy computes float16 in float32 anyway; so does native torch on the CPU.
+_COMPUTED_IN_FLOAT32 = (torch.float16, torch.bfloat16)
 
 
 @dataclass(frozen=True)
@@ -59,29 +66,32 @@ except ImportError:
 else:
     CUPY = ArrayBackend(cupy, cupyx.scipy.fft)
 
-_use_cupy = True
+# A context variable, so that each thread (and each asyncio task) has its own setting.
+_use_cupy = contextvars.ContextVar("use_cupy", default=True)
 _warned_round_trip: set[str] = set()
 
 
 @contextlib.contextmanager
 def host_round_trip():
     """Within this block, CUDA tensors go through NumPy/SciPy even where CuPy is installed."""
-    global _use_cupy
-    previous, _use_cupy = _use_cupy, False
+    token = _use_cupy.set(False)
     try:
         yield
     finally:
-        _use_cupy = previous
+        _use_cupy.reset(token)
 
 
 def run_kernel(kernel: Callable[..., Any], *tensors: torch.Tensor) -> torch.Tensor:
     """Calls `kernel(backend, *arrays)` on the tensors' data and returns its result as a tensor.
 
-    All tensors share one device. The result is a new tensor on that device, with
-    its own memory: it never aliases an input.
+    All tensors share one device and one dtype. The result is a new tensor on that
+    device, with its own memory: it never aliases an input. float16 and bfloat16
+    are computed in float32 and the result is cast back.
     """
-    device = tensors[0].device
-    if device.type == "cuda" and CUPY is not None and _use_cupy:
+    device, dtype = tensors[0].device, tensors[0].dtype
+    if dtype in _COMPUTED_IN_FLOAT32:
+        return run_kernel(kernel, *(t.float() for t in tensors)).to(dtype)
+    if device.type == "cuda" and CUPY is not None and _use_cupy.get():
         return _run_on_cupy(kernel, device, tensors)
     if device.type != "cpu":
         _warn_round_trip(kernel, device)
@@ -155,13 +165,40 @@ def batch_first(tensors: tuple[torch.Tensor, ...], in_dims: tuple[int | None, ..
     return tuple(lined_up)
 
 
-def check_image(op: str, name: str, t: torch.Tensor) -> None:
-    """Raises a clear error unless `t` is a non-empty float32/float64 tensor of shape (..., H, W)."""
+def check_tensor(op: str, name: str, t: Any) -> None:
+    """Raises a clear TypeError unless `t` is a tensor (the public functions' first check)."""
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"{op}: {name} must be a torch.Tensor, got {type(t).__name__}")
-    if t.dtype not in (torch.float32, torch.float64):
-        raise TypeError(f"{op}: {name} must be float32 or float64, got {t.dtype}")
+
+
+def check_image(op: str, name: str, t: torch.Tensor) -> None:
+    """Raises a clear error unless `t` is a float tensor of shape (..., H, W) with H, W >= 1.
+
+    Ops call it from their implementation and from their fake, so that every path
+    (the public function, torch.ops, torch.compile, export) refuses the same input
+    with the same message. Leading (batch) dims may be empty, as in native torch.
+    """
+    check_tensor(op, name, t)
+    if t.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{op}: {name} must be float16, bfloat16, float32 or float64, got {t.dtype}")
     if t.dim() < 2:
         raise ValueError(f"{op}: {name} must have at least 2 dims (..., H, W), got shape {tuple(t.shape)}")
-    if t.numel() == 0:
-        raise ValueError(f"{op}: {name} must not have empty dims, got shape {tuple(t.shape)}")
+    if t.shape[-2] == 0 or t.shape[-1] == 0:
+        raise ValueError(f"{op}: {name} must have H and W of at least 1, got shape {tuple(t.shape)}")
+
+
+def check_like(op: str, name: str, t: torch.Tensor, first: str, other: torch.Tensor) -> None:
+    """Raises a clear error unless `t` has the dtype and device of the op's first input."""
+    if t.dtype != other.dtype:
+        raise TypeError(f"{op}: {name} must have the {first}'s dtype {other.dtype}, got {t.dtype}")
+    if t.device != other.device:
+        raise ValueError(f"{op}: {name} must be on the {first}'s device {other.device}, got {t.device}")
+
+
+def run_in_float32_under_autocast(op) -> None:
+    """Under torch.autocast, the op's float inputs are cast to float32 and so is its output.
+
+    That is autocast's policy for native ops that need the precision, such as the FFTs.
+    """
+    for device_type in ("cpu", "cuda"):
+        torch.library.register_autocast(op, device_type, torch.float32)

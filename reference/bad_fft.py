@@ -16,7 +16,15 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ._boundary import ArrayBackend, batch_first, check_image, run_kernel
+from ._boundary import (
+    ArrayBackend,
+    batch_first,
+    check_image,
+    check_like,
+    check_tensor,
+    run_in_float32_under_autocast,
+    run_kernel,
+)
 
 # ----------------------------------------------------------------------------
 # 1. Array kernels: NumPy/SciPy on the host, CuPy on CUDA. No torch here.
@@ -25,7 +33,16 @@ from ._boundary import ArrayBackend, batch_first, check_image, run_kernel
 
 def bad_fft_kernel(backend: ArrayBackend, x):
     """|rfft2(x)| over the last two dims."""
-    return backend.xp.abs(backend.rfft2(x))
+    xp = backend.xp
+    magnitude = xp.abs(backend.rfft2(x))
+    # One Inf or NaN reaches every bin of its image, but FFT libraries differ on Inf - Inf: pocketfft
+    # gives NaN where native torch gives Inf. As native: an image with a NaN is all NaN, else one
+    # with an Inf is all Inf.
+    finite = xp.isfinite(x).all(axis=(-2, -1))
+    if not finite.all():
+        magnitude[~finite] = xp.inf
+        magnitude[xp.isnan(x).any(axis=(-2, -1))] = xp.nan
+    return magnitude
 
 
 def bad_fft_backward_kernel(backend: ArrayBackend, grad, x):
@@ -46,13 +63,17 @@ def bad_fft_backward_kernel(backend: ArrayBackend, grad, x):
 # ----------------------------------------------------------------------------
 
 
+# The ops check their inputs, in the implementation and in the fake, so that the public
+# function, torch.ops, torch.compile and export all refuse the same input alike.
 @torch.library.custom_op(f"{__package__}::bad_fft", mutates_args=())
 def bad_fft_op(x: Tensor) -> Tensor:
+    check_image("bad_fft", "x", x)
     return run_kernel(bad_fft_kernel, x)
 
 
 @bad_fft_op.register_fake
 def _(x):
+    check_image("bad_fft", "x", x)
     return x.new_empty(*x.shape[:-1], x.shape[-1] // 2 + 1)
 
 
@@ -63,11 +84,15 @@ def _(info, in_dims, x):
 
 @torch.library.custom_op(f"{__package__}::bad_fft_backward", mutates_args=())
 def bad_fft_backward_op(grad: Tensor, x: Tensor) -> Tensor:
+    check_image("bad_fft_backward", "x", x)
+    check_like("bad_fft_backward", "grad", grad, "x", x)
     return run_kernel(bad_fft_backward_kernel, grad, x)
 
 
 @bad_fft_backward_op.register_fake
 def _(grad, x):
+    check_image("bad_fft_backward", "x", x)
+    check_like("bad_fft_backward", "grad", grad, "x", x)
     return x.new_empty(torch.broadcast_shapes(grad.shape[:-2], x.shape[:-2]) + x.shape[-2:])
 
 
@@ -92,6 +117,7 @@ class BadFFTFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         (x,) = ctx.saved_tensors
+        x = x.to(grad.dtype)  # under autocast the op ran on x in float32; elsewhere this is x itself
         # Only double backward and torch.func need the backward's own Function; it costs ~25 µs.
         backward = _BadFFTBackward.apply if torch.is_grad_enabled() else bad_fft_backward_op
         return backward(grad, x)
@@ -118,6 +144,8 @@ class _BadFFTBackward(torch.autograd.Function):
 # Calling the ops directly (torch.ops.<namespace>.bad_fft) is differentiable too.
 bad_fft_op.register_autograd(BadFFTFunction.backward, setup_context=BadFFTFunction.setup_context)
 bad_fft_backward_op.register_autograd(_BadFFTBackward.backward, setup_context=_BadFFTBackward.setup_context)
+for op in (bad_fft_op, bad_fft_backward_op):
+    run_in_float32_under_autocast(op)
 
 
 # ----------------------------------------------------------------------------
@@ -128,9 +156,10 @@ bad_fft_backward_op.register_autograd(_BadFFTBackward.backward, setup_context=_B
 def bad_fft(x: Tensor) -> Tensor:
     """|rfft2(x)| over the last two dims of a float tensor of shape (..., H, W).
 
-    Returns a tensor of shape (..., H, W // 2 + 1) and the dtype of `x`.
+    Returns a tensor of shape (..., H, W // 2 + 1) and the dtype of `x`. float16 and
+    bfloat16 are computed in float32; under autocast the result is float32.
     """
-    check_image("bad_fft", "x", x)
+    check_tensor("bad_fft", "x", x)
     return BadFFTFunction.apply(x)
 
 

@@ -14,7 +14,15 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ._boundary import ArrayBackend, batch_first, check_image, run_kernel
+from ._boundary import (
+    ArrayBackend,
+    batch_first,
+    check_image,
+    check_like,
+    check_tensor,
+    run_in_float32_under_autocast,
+    run_kernel,
+)
 
 # ----------------------------------------------------------------------------
 # 1. Array kernels: NumPy/SciPy on the host, CuPy on CUDA. No torch here.
@@ -38,13 +46,17 @@ def my_op_backward_kernel(backend: ArrayBackend, grad, x):
 # ----------------------------------------------------------------------------
 
 
+# The ops check their inputs, in the implementation and in the fake, so that the public
+# function, torch.ops, torch.compile and export all refuse the same input alike.
 @torch.library.custom_op(f"{__package__}::my_op", mutates_args=())
 def my_op_op(x: Tensor) -> Tensor:
+    check_image("my_op", "x", x)
     return run_kernel(my_op_kernel, x)
 
 
 @my_op_op.register_fake
 def _(x):
+    check_image("my_op", "x", x)
     # The output's shape and dtype, without computing it (torch.compile, meta tensors).
     return torch.empty_like(x)
 
@@ -56,11 +68,15 @@ def _(info, in_dims, x):
 
 @torch.library.custom_op(f"{__package__}::my_op_backward", mutates_args=())
 def my_op_backward_op(grad: Tensor, x: Tensor) -> Tensor:
+    check_image("my_op_backward", "x", x)
+    check_like("my_op_backward", "grad", grad, "x", x)
     return run_kernel(my_op_backward_kernel, grad, x)
 
 
 @my_op_backward_op.register_fake
 def _(grad, x):
+    check_image("my_op_backward", "x", x)
+    check_like("my_op_backward", "grad", grad, "x", x)
     return x.new_empty(torch.broadcast_shapes(grad.shape, x.shape))
 
 
@@ -85,6 +101,7 @@ class MyOpFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         (x,) = ctx.saved_tensors
+        x = x.to(grad.dtype)  # under autocast the op ran on x in float32; elsewhere this is x itself
         # Only double backward and torch.func need the backward's own Function; it costs ~25 µs.
         backward = _MyOpBackward.apply if torch.is_grad_enabled() else my_op_backward_op
         return backward(grad, x)
@@ -111,6 +128,8 @@ class _MyOpBackward(torch.autograd.Function):
 # Calling the ops directly (torch.ops.<namespace>.my_op) is differentiable too.
 my_op_op.register_autograd(MyOpFunction.backward, setup_context=MyOpFunction.setup_context)
 my_op_backward_op.register_autograd(_MyOpBackward.backward, setup_context=_MyOpBackward.setup_context)
+for op in (my_op_op, my_op_backward_op):
+    run_in_float32_under_autocast(op)
 
 
 # ----------------------------------------------------------------------------
@@ -119,8 +138,11 @@ my_op_backward_op.register_autograd(_MyOpBackward.backward, setup_context=_MyOpB
 
 
 def my_op(x: Tensor) -> Tensor:
-    """Your op on a float tensor of shape (..., H, W). Placeholder: sin(x), same shape and dtype."""
-    check_image("my_op", "x", x)
+    """Your op on a float tensor of shape (..., H, W). Placeholder: sin(x), same shape and dtype.
+
+    float16 and bfloat16 are computed in float32; under autocast the result is float32.
+    """
+    check_tensor("my_op", "x", x)
     return MyOpFunction.apply(x)
 
 

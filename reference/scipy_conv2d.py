@@ -20,7 +20,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._boundary import ArrayBackend, batch_first, check_image, run_kernel
+from ._boundary import (
+    FLOAT_DTYPES,
+    ArrayBackend,
+    batch_first,
+    check_image,
+    check_like,
+    check_tensor,
+    run_in_float32_under_autocast,
+    run_kernel,
+)
 
 # Up to this many taps (or outputs), shifted multiply-adds beat three FFTs.
 _MAX_DIRECT_TERMS = 16
@@ -38,6 +47,9 @@ def scipy_conv2d_kernel(backend: ArrayBackend, x, w):
         return _correlate_by_taps(x, w, out_h, out_w)
     if out_h * out_w <= _MAX_DIRECT_TERMS:
         return _correlate_by_outputs(backend.xp, x, w, out_h, out_w)
+    # An FFT spreads one Inf or NaN over every output; the direct sum keeps it in the windows that hold it.
+    if not (backend.xp.isfinite(x).all() and backend.xp.isfinite(w).all()):
+        return _correlate_by_taps(x, w, out_h, out_w)
     return _correlate_by_fft(backend, x, w, out_h, out_w)
 
 
@@ -62,10 +74,13 @@ def _correlate_by_outputs(xp, x, w, out_h, out_w):
 
 def _correlate_by_fft(backend, x, w, out_h, out_w):
     # With an FFT at least as large as x, the valid part of the circular
-    # correlation has no wrap-around, so it is exact.
+    # correlation has no wrap-around, so it is exact. Its rounding error scales with
+    # the largest value in the whole image, not with the outputs around it, so
+    # float32 runs in float64: small outputs beside large ones keep their digits.
+    wide = backend.xp.float64
     size = tuple(backend.next_fast_len(n) for n in x.shape[-2:])
-    product = backend.rfft2(x, s=size) * backend.rfft2(w, s=size).conj()
-    return backend.irfft2(product, s=size)[..., :out_h, :out_w]
+    product = backend.rfft2(x.astype(wide), s=size) * backend.rfft2(w.astype(wide), s=size).conj()
+    return backend.irfft2(product, s=size)[..., :out_h, :out_w].astype(x.dtype)
 
 
 # ----------------------------------------------------------------------------
@@ -74,13 +89,27 @@ def _correlate_by_fft(backend, x, w, out_h, out_w):
 # ----------------------------------------------------------------------------
 
 
+def _check(input, weight):
+    """The op's rules, from its implementation and its fake, so that every path refuses alike."""
+    check_image("scipy_conv2d", "input", input)
+    check_image("scipy_conv2d", "weight", weight)
+    check_like("scipy_conv2d", "weight", weight, "input", input)
+    if weight.shape[-2] > input.shape[-2] or weight.shape[-1] > input.shape[-1]:
+        raise ValueError(
+            f"scipy_conv2d: weight of shape {tuple(weight.shape)} is larger than the input's "
+            f"last two dims {tuple(input.shape[-2:])}; the kernel must fit inside the input"
+        )
+
+
 @torch.library.custom_op(f"{__package__}::scipy_conv2d", mutates_args=())
 def scipy_conv2d_op(input: Tensor, weight: Tensor) -> Tensor:
+    _check(input, weight)
     return run_kernel(scipy_conv2d_kernel, input, weight)
 
 
 @scipy_conv2d_op.register_fake
 def _(input, weight):
+    _check(input, weight)
     batch = torch.broadcast_shapes(input.shape[:-2], weight.shape[:-2])
     height = input.shape[-2] - weight.shape[-2] + 1
     width = input.shape[-1] - weight.shape[-1] + 1
@@ -111,7 +140,8 @@ class ScipyConv2dFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):
-        input, weight = ctx.saved_tensors
+        # Under autocast the op ran on its inputs in float32; elsewhere these are the inputs themselves.
+        input, weight = (t.to(grad.dtype) for t in ctx.saved_tensors)
         # Only double backward and torch.func need the Function; the bare op saves ~25 µs a call.
         correlate = ScipyConv2dFunction.apply if torch.is_grad_enabled() else scipy_conv2d_op
         grad_input = grad_weight = None
@@ -126,6 +156,7 @@ class ScipyConv2dFunction(torch.autograd.Function):
 
 # Calling the op directly (torch.ops.<namespace>.scipy_conv2d) is differentiable too.
 scipy_conv2d_op.register_autograd(ScipyConv2dFunction.backward, setup_context=ScipyConv2dFunction.setup_context)
+run_in_float32_under_autocast(scipy_conv2d_op)
 
 
 # ----------------------------------------------------------------------------
@@ -137,29 +168,21 @@ def scipy_conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> T
     """Valid 2-D cross-correlation of `input` (..., H, W) with `weight` (kH, kW), plus `bias`.
 
     `bias` is optional and holds one element (shape (), (1,) or (1, 1)). Returns a
-    tensor of shape (..., H - kH + 1, W - kW + 1) and the dtype of `input`.
+    tensor of shape (..., H - kH + 1, W - kW + 1) and the dtype of `input`. float16
+    and bfloat16 are computed in float32; under autocast the result is float32.
     """
-    check_image("scipy_conv2d", "input", input)
-    check_image("scipy_conv2d", "weight", weight)
+    check_tensor("scipy_conv2d", "input", input)
+    check_tensor("scipy_conv2d", "weight", weight)
     if weight.dim() != 2:
         raise ValueError(f"scipy_conv2d: weight must be 2-D (kH, kW), got shape {tuple(weight.shape)}")
-    if weight.shape[0] > input.shape[-2] or weight.shape[1] > input.shape[-1]:
-        raise ValueError(
-            f"scipy_conv2d: weight of shape {tuple(weight.shape)} is larger than the input's "
-            f"last two dims {tuple(input.shape[-2:])}; the kernel must fit inside the input"
-        )
-    others = {"weight": weight} if bias is None else {"weight": weight, "bias": bias}
-    for name, t in others.items():
-        if not isinstance(t, torch.Tensor):
-            raise TypeError(f"scipy_conv2d: {name} must be a torch.Tensor, got {type(t).__name__}")
-        if t.dtype != input.dtype:
-            raise TypeError(f"scipy_conv2d: {name} must have the input's dtype {input.dtype}, got {t.dtype}")
-        if t.device != input.device:
-            raise ValueError(f"scipy_conv2d: {name} must be on the input's device {input.device}, got {t.device}")
-    if bias is not None and (bias.numel() != 1 or bias.dim() > 2):
-        raise ValueError(
-            f"scipy_conv2d: bias must hold one element (shape (), (1,) or (1, 1)), got shape {tuple(bias.shape)}"
-        )
+    if bias is not None:
+        check_tensor("scipy_conv2d", "bias", bias)
+        if not torch.is_autocast_enabled(input.device.type):  # autocast casts mixed dtypes itself
+            check_like("scipy_conv2d", "bias", bias, "input", input)
+        if bias.numel() != 1 or bias.dim() > 2:
+            raise ValueError(
+                f"scipy_conv2d: bias must hold one element (shape (), (1,) or (1, 1)), got shape {tuple(bias.shape)}"
+            )
     out = ScipyConv2dFunction.apply(input, weight)
     return out if bias is None else out + bias.reshape(())
 
@@ -170,8 +193,12 @@ class ScipyConv2d(nn.Module):
     def __init__(self, kh: int, kw: int, bias: bool = True, *, device=None, dtype=None):
         super().__init__()
         for name, size in (("kh", kh), ("kw", kw)):
-            if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+            if not isinstance(size, int) or isinstance(size, bool):
+                raise TypeError(f"ScipyConv2d: {name} must be an int, got {type(size).__name__}")
+            if size < 1:
                 raise ValueError(f"ScipyConv2d: {name} must be a positive int, got {size!r}")
+        if dtype is not None and dtype not in FLOAT_DTYPES:
+            raise TypeError(f"ScipyConv2d: dtype must be float16, bfloat16, float32 or float64, got {dtype}")
         self.weight = nn.Parameter(torch.empty(kh, kw, device=device, dtype=dtype))
         self.bias = nn.Parameter(torch.empty(1, device=device, dtype=dtype)) if bias else None
         self.reset_parameters()

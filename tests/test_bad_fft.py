@@ -116,21 +116,70 @@ def test_module():
     assert list(BadFFT().parameters()) == []
 
 
+BAD_INPUT = [
+    (torch.ones(5), ValueError, r"x must have at least 2 dims \(..., H, W\), got shape \(5,\)"),
+    (torch.ones(3, 0), ValueError, r"x must have H and W of at least 1, got shape \(3, 0\)"),
+    (
+        torch.ones(3, 4, dtype=torch.int64),
+        TypeError,
+        "x must be float16, bfloat16, float32 or float64, got torch.int64",
+    ),
+    (torch.ones(3, 4, dtype=torch.bool), TypeError, "x must be float16, bfloat16, float32 or float64, got torch.bool"),
+    (torch.ones(3, 4, dtype=torch.complex64), TypeError, "x must be .* got torch.complex64"),
+]
+
+
 @pytest.mark.parametrize(
-    ("x", "error", "message"),
-    [
-        ([[1.0, 2.0]], TypeError, "x must be a torch.Tensor, got list"),
-        (torch.ones(5), ValueError, r"x must have at least 2 dims \(..., H, W\), got shape \(5,\)"),
-        (torch.ones(3, 0), ValueError, r"x must not have empty dims, got shape \(3, 0\)"),
-        (torch.ones(3, 4, dtype=torch.int64), TypeError, "x must be float32 or float64, got torch.int64"),
-        (torch.ones(3, 4, dtype=torch.bool), TypeError, "x must be float32 or float64, got torch.bool"),
-        (torch.ones(3, 4, dtype=torch.complex64), TypeError, "x must be float32 or float64, got torch.complex64"),
-        (torch.ones(3, 4, dtype=torch.float16), TypeError, "x must be float32 or float64, got torch.float16"),
-    ],
+    ("x", "error", "message"), [*BAD_INPUT, ([[1.0]], TypeError, "x must be a torch.Tensor, got list")]
 )
 def test_bad_input(x, error, message):
     with pytest.raises(error, match=f"^bad_fft: {message}"):
         bad_fft(x)
+
+
+@pytest.mark.parametrize(("x", "error", "message"), BAD_INPUT)
+def test_every_path_refuses_bad_input_alike(x, error, message):
+    """torch.ops, eager and compiled, checks what the public function checks: the op and its fake do."""
+    with pytest.raises(error, match=f"^bad_fft: {message}"):
+        torch.ops.reference.bad_fft(x)
+    with pytest.raises(Exception, match=f"bad_fft: {message}"):
+        torch.compile(torch.ops.reference.bad_fft, fullgraph=True, dynamic=False)(x)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_is_computed_in_float32(dtype, device):
+    x = torch.randn(3, 8, 6, device=device).to(dtype).requires_grad_()
+    assert_matches(bad_fft, lambda x: native(x.float()).to(dtype), x, rtol=1e-2, atol=1e-2)
+    compiled = torch.compile(lambda x: torch.ops.reference.bad_fft(x) * 2, fullgraph=True)
+    torch.testing.assert_close(compiled(x), bad_fft(x) * 2)
+
+
+def test_autocast_runs_in_float32(device):
+    model = torch.nn.Sequential(torch.nn.Linear(6, 6), BadFFT()).to(device)
+    x = torch.randn(4, 5, 6, device=device)
+    with torch.autocast(device, dtype=torch.bfloat16):
+        y = model(x)
+    assert y.dtype == torch.float32  # as native rfft2, an op that autocast runs in float32
+    torch.testing.assert_close(y, native(model[0](x)), rtol=2e-2, atol=5e-2)
+    y.sum().backward()
+    assert all(p.grad is not None and p.grad.isfinite().all() for p in model.parameters())
+
+
+def test_empty_batch(device):
+    """As native's shapes (native rfft2 itself fails on an empty batch on some builds: an MKL error)."""
+    x = randn(3, 0, 8, 6, device=device)
+    y = bad_fft(x)
+    assert y.shape == (3, 0, 8, 4)
+    (grad,) = torch.autograd.grad(y.sum(), x)
+    assert grad.shape == x.shape
+    torch.library.opcheck(torch.ops.reference.bad_fft, (torch.randn(0, 5, 6, device=device, requires_grad=True),))
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("-inf"), float("nan")])
+def test_inf_and_nan_give_native_pattern(value, device):
+    x = torch.randn(3, 5, 6, dtype=torch.float64, device=device)
+    x[1, 2, 3] = value
+    torch.testing.assert_close(bad_fft(x), native(x), equal_nan=True)
 
 
 @pytest.mark.cuda

@@ -1,5 +1,6 @@
 """The tensor/array boundary: zero copies in and out, outputs that own their memory, streams, vmap helper."""
 
+import threading
 import warnings
 
 import numpy as np
@@ -8,7 +9,7 @@ import torch
 from conftest import needs_cuda, needs_cupy, round_trip
 
 from reference import _boundary
-from reference._boundary import batch_first, run_kernel
+from reference._boundary import batch_first, host_round_trip, run_kernel
 
 
 def recording_kernel(seen: dict):
@@ -63,6 +64,28 @@ def test_round_trip_warns_once_per_kernel_and_names_the_extra(monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         _boundary._warn_round_trip(some_kernel, cuda)
+
+
+def test_host_round_trip_is_a_setting_of_each_thread():
+    """One thread inside host_round_trip() changes nothing for another, however they interleave."""
+    inside, leave = threading.Event(), threading.Event()
+    seen = {}
+
+    def other_thread():
+        with host_round_trip():
+            inside.set()
+            leave.wait()
+            seen["other, inside"] = _boundary._use_cupy.get()
+
+    thread = threading.Thread(target=other_thread)
+    thread.start()
+    inside.wait()
+    with host_round_trip():
+        seen["this, inside"] = _boundary._use_cupy.get()
+    seen["this, after"] = _boundary._use_cupy.get()
+    leave.set()
+    thread.join()
+    assert seen == {"other, inside": False, "this, inside": False, "this, after": True}
 
 
 def test_warnings_policy_fails_on_ours_and_ignores_torch_internals():

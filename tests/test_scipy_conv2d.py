@@ -166,44 +166,28 @@ def test_module_trains():
 
 
 F64 = torch.float64
+# Input the op itself refuses, on every path: the public function, torch.ops, compile.
+OP_BAD_INPUT = [
+    ((torch.ones(5), torch.ones(2, 2)), ValueError, r"input must have at least 2 dims \(..., H, W\), got shape \(5,\)"),
+    ((torch.ones(0, 4), torch.ones(2, 2)), ValueError, r"input must have H and W of at least 1, got shape \(0, 4\)"),
+    ((torch.ones(4, 4, dtype=torch.int32), torch.ones(2, 2)), TypeError, "input must be float16, bfloat16, float32 or"),
+    ((torch.ones(4, 4, dtype=torch.bool), torch.ones(2, 2)), TypeError, "input must be float16, bfloat16, float32 or"),
+    ((torch.ones(4, 4, dtype=torch.complex64), torch.ones(2, 2)), TypeError, "input must be .* got torch.complex64"),
+    ((torch.ones(4, 4), torch.ones(0, 2)), ValueError, r"weight must have H and W of at least 1, got shape \(0, 2\)"),
+    ((torch.ones(4, 4), torch.ones(5, 2)), ValueError, r"weight of shape \(5, 2\) is larger than the input's"),
+    ((torch.ones(4, 4), torch.ones(2, 2, dtype=F64)), TypeError, "weight must have the input's dtype torch.float32"),
+]
 
 
 @pytest.mark.parametrize(
     ("args", "error", "message"),
     [
-        (
-            (torch.ones(5), torch.ones(2, 2)),
-            ValueError,
-            r"input must have at least 2 dims \(..., H, W\), got shape \(5,\)",
-        ),
-        ((torch.ones(0, 4), torch.ones(2, 2)), ValueError, r"input must not have empty dims, got shape \(0, 4\)"),
-        ((torch.ones(4, 4, dtype=torch.int32), torch.ones(2, 2)), TypeError, "input must be float32 or float64"),
-        ((torch.ones(4, 4, dtype=torch.bool), torch.ones(2, 2)), TypeError, "input must be float32 or float64"),
-        (
-            (torch.ones(4, 4, dtype=torch.complex64), torch.ones(2, 2)),
-            TypeError,
-            "input must be float32 or float64, got torch.complex64",
-        ),
+        *OP_BAD_INPUT,
         ((torch.ones(4, 4), "w"), TypeError, "weight must be a torch.Tensor, got str"),
-        ((torch.ones(4, 4), torch.ones(3)), ValueError, r"weight must have at least 2 dims \(..., H, W\), got shape"),
+        ((torch.ones(4, 4), torch.ones(3)), ValueError, r"weight must be 2-D \(kH, kW\), got shape \(3,\)"),
         ((torch.ones(4, 4), torch.ones(1, 2, 2)), ValueError, r"weight must be 2-D \(kH, kW\), got shape \(1, 2, 2\)"),
-        ((torch.ones(4, 4), torch.ones(0, 2)), ValueError, r"weight must not have empty dims, got shape \(0, 2\)"),
-        ((torch.ones(4, 4), torch.ones(5, 2)), ValueError, r"weight of shape \(5, 2\) is larger than the input's"),
-        (
-            (torch.ones(4, 4), torch.ones(2, 2, dtype=F64)),
-            TypeError,
-            "weight must have the input's dtype torch.float32",
-        ),
-        (
-            (torch.ones(4, 4), torch.ones(2, 2), torch.ones(2)),
-            ValueError,
-            r"bias must hold one element .* shape \(2,\)",
-        ),
-        (
-            (torch.ones(4, 4), torch.ones(2, 2), torch.ones(1, 1, 1)),
-            ValueError,
-            r"bias must hold one element .* shape \(1, 1, 1\)",
-        ),
+        ((torch.ones(4, 4), torch.ones(2, 2), torch.ones(2)), ValueError, r"bias must hold one element .* \(2,\)"),
+        ((torch.ones(4, 4), torch.ones(2, 2), torch.ones(1, 1, 1)), ValueError, r"bias must hold one element .*"),
         ((torch.ones(4, 4), torch.ones(2, 2), torch.ones(1, dtype=F64)), TypeError, "bias must have the input's dtype"),
         ((torch.ones(4, 4), torch.ones(2, 2), 1.0), TypeError, "bias must be a torch.Tensor, got float"),
         ((torch.ones(4, 4), torch.ones(2, 2, device="meta")), ValueError, "weight must be on the input's device cpu"),
@@ -214,10 +198,82 @@ def test_bad_input(args, error, message):
         scipy_conv2d(*args)
 
 
-@pytest.mark.parametrize(("kh", "kw"), [(0, 3), (3, -1), (2.0, 2), (True, 2)])
-def test_module_bad_sizes(kh, kw):
-    with pytest.raises(ValueError, match=r"^ScipyConv2d: k[hw] must be a positive int, got"):
+@pytest.mark.parametrize(("args", "error", "message"), OP_BAD_INPUT)
+def test_every_path_refuses_bad_input_alike(args, error, message):
+    with pytest.raises(error, match=f"^scipy_conv2d: {message}"):
+        torch.ops.reference.scipy_conv2d(*args)
+    with pytest.raises(Exception, match=f"scipy_conv2d: {message}"):
+        torch.compile(torch.ops.reference.scipy_conv2d, fullgraph=True, dynamic=False)(*args)
+
+
+@pytest.mark.parametrize(
+    ("kh", "kw", "error"), [(0, 3, ValueError), (3, -1, ValueError), (2.0, 2, TypeError), (True, 2, TypeError)]
+)
+def test_module_bad_sizes(kh, kw, error):
+    with pytest.raises(error, match=r"^ScipyConv2d: k[hw] must be a(n int| positive int), got"):
         ScipyConv2d(kh, kw)
+
+
+@pytest.mark.parametrize("dtype", [torch.int64, torch.complex64])
+def test_module_refuses_an_unsupported_dtype_when_built(dtype):
+    with pytest.raises(TypeError, match=r"^ScipyConv2d: dtype must be float16, bfloat16, float32 or float64"):
+        ScipyConv2d(3, 3, dtype=dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("kernel", [(2, 3), (7, 7)])  # by taps and by FFT
+def test_half_precision_is_computed_in_float32(dtype, kernel, device):
+    input = torch.randn(2, 16, 15, device=device).to(dtype).requires_grad_()
+    weight = torch.randn(*kernel, device=device).to(dtype).requires_grad_()
+
+    def in_float32(input, weight):
+        return native(input.float(), weight.float()).to(dtype)
+
+    assert_matches(scipy_conv2d, in_float32, input, weight, rtol=2e-2, atol=5e-2)
+    module = ScipyConv2d(*kernel, dtype=dtype, device=device)
+    assert module(input).dtype == dtype
+
+
+def test_autocast_runs_in_float32(device):
+    model = torch.nn.Sequential(torch.nn.Linear(12, 12), ScipyConv2d(3, 3)).to(device)
+    x = torch.randn(4, 10, 12, device=device)
+    with torch.autocast(device, dtype=torch.bfloat16):
+        y = model(x)
+    assert y.dtype == torch.float32
+    conv = model[1]
+    torch.testing.assert_close(y, native(model[0](x), conv.weight, conv.bias), rtol=2e-2, atol=5e-2)
+    y.sum().backward()
+    assert all(p.grad is not None and p.grad.isfinite().all() for p in model.parameters())
+
+
+def test_empty_batch(device):
+    input, weight = randn(3, 0, 9, 8, device=device), randn(4, 5, device=device)
+    assert_matches(scipy_conv2d, native, input, weight)
+    torch.library.opcheck(torch.ops.reference.scipy_conv2d, (input, weight))
+
+
+@pytest.mark.parametrize(("shape", "kernel"), [((12, 12), (3, 3)), ((6, 6), (4, 4)), ((12, 12), (5, 5))])
+@pytest.mark.parametrize("value", [float("inf"), float("nan")])
+def test_inf_and_nan_stay_in_the_windows_that_hold_them(shape, kernel, value, device):
+    """Each algorithm (taps, outputs, FFT) gives native's pattern of non-finite outputs and gradients."""
+    input, weight = randn(*shape, device=device), randn(*kernel, device=device)
+    with torch.no_grad():
+        input[shape[0] // 2, shape[1] // 2] = value
+    output, expected = scipy_conv2d(input, weight), native(input, weight)
+    torch.testing.assert_close(output, expected, equal_nan=True)
+    grad = torch.randn_like(expected)
+    (ours,) = torch.autograd.grad(output, weight, grad)
+    (theirs,) = torch.autograd.grad(expected, weight, grad)
+    torch.testing.assert_close(ours, theirs, equal_nan=True)
+
+
+def test_float32_keeps_its_digits_where_outputs_are_small(device):
+    """The FFT's error scales with the largest value in the image; small outputs must not inherit it."""
+    scale = torch.logspace(-3, 3, 40, device=device)[:, None]
+    input, weight = torch.rand(40, 40, device=device) * scale, torch.rand(6, 6, device=device)
+    output, exact = scipy_conv2d(input, weight), native(input.double(), weight.double())
+    relative = ((output.double() - exact).abs() / exact.abs()).max()
+    assert relative < 1e-5
 
 
 @pytest.mark.cuda
