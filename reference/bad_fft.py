@@ -20,7 +20,6 @@ from ._boundary import (
     ArrayBackend,
     batch_first,
     check_image,
-    check_like,
     check_tensor,
     run_in_float32_under_autocast,
     run_kernel,
@@ -47,52 +46,73 @@ def bad_fft_kernel(backend: ArrayBackend, x):
 
 def bad_fft_backward_kernel(backend: ArrayBackend, grad, x):
     """The gradient of |rfft2(x)| with respect to x, given the output's gradient."""
-    xp = backend.xp
+    spectrum, magnitude = _spectrum(backend, x)
+    return _adjoint(backend, spectrum * (grad / magnitude), x.shape)
+
+
+def bad_fft_jvp_kernel(backend: ArrayBackend, tangent, x):
+    """The forward derivative of |rfft2(x)| in the direction `tangent`: Re(conj(Y) · rfft2(tangent)) / |Y|."""
+    spectrum, magnitude = _spectrum(backend, x)
+    return (spectrum.conj() * backend.rfft2(tangent)).real / magnitude
+
+
+def bad_fft_curvature_kernel(backend: ArrayBackend, grad, direction, x):
+    """How the gradient moves when x moves in `direction`: the second derivative, symmetric in both.
+
+    With T = rfft2(direction), it is adjoint(i · Y · grad · Im(conj(Y) · T) / |Y|^3).
+    """
+    spectrum, magnitude = _spectrum(backend, x)
+    turn = grad * (spectrum.conj() * backend.rfft2(direction)).imag / magnitude**3
+    return _adjoint(backend, 1j * spectrum * turn, x.shape)
+
+
+def _spectrum(backend, x):
+    """rfft2(x) and |rfft2(x)|, with 1 where |Y| = 0: Y itself is 0 there, so every formula gives 0, not 0/0."""
     spectrum = backend.rfft2(x)
-    magnitude = xp.abs(spectrum)
-    # Where |Y| = 0, Y itself is 0, so any finite scale gives G = 0 there; 1 avoids 0/0.
-    scale = grad / xp.where(magnitude > 0, magnitude, magnitude.dtype.type(1))
-    width = x.shape[-1]
-    scale[..., 1 : (width + 1) // 2] *= 0.5  # the columns that stand for two
-    return backend.irfft2(spectrum * scale, s=x.shape[-2:], norm="forward")
+    magnitude = backend.xp.abs(spectrum)
+    return spectrum, backend.xp.where(magnitude > 0, magnitude, magnitude.dtype.type(1))
+
+
+def _adjoint(backend, half_spectrum, shape):
+    """The adjoint of x -> rfft2(x): the columns that stand for two conjugate bins count half."""
+    half_spectrum[..., 1 : (shape[-1] + 1) // 2] *= 0.5
+    return backend.irfft2(half_spectrum, s=shape[-2:], norm="forward")
 
 
 # ----------------------------------------------------------------------------
 # 2. PyTorch plumbing: custom ops with fakes and vmap rules, and autograd.
-#    The autograd.Function is what torch.func (grad, jacrev) needs.
+#    The autograd.Functions are what torch.func (grad, jacrev, jvp) needs.
 # ----------------------------------------------------------------------------
 
 
 # The ops check their inputs, in the implementation and in the fake, so that the public
 # function, torch.ops, torch.compile and export all refuse the same input alike.
-@torch.library.custom_op(f"{__package__}::bad_fft", mutates_args=())
-def bad_fft_op(x: Tensor) -> Tensor:
+@torch.library.custom_op(f"{__package__}::bad_fft_forward", mutates_args=())
+def bad_fft_forward_op(x: Tensor) -> Tensor:
     check_image("bad_fft", "x", x)
     return run_kernel(bad_fft_kernel, x)
 
 
-@bad_fft_op.register_fake
+@bad_fft_forward_op.register_fake
 def _(x):
     check_image("bad_fft", "x", x)
     return x.new_empty(*x.shape[:-1], x.shape[-1] // 2 + 1)
 
 
-@bad_fft_op.register_vmap
+@bad_fft_forward_op.register_vmap
 def _(info, in_dims, x):
-    return bad_fft_op(*batch_first((x,), in_dims)), 0
+    return bad_fft_forward_op(*batch_first((x,), in_dims)), 0
 
 
+# The derivative ops take arrays of x's shape (x, a direction) and of the output's shape
+# (a gradient or tangent), with leading dims that broadcast.
 @torch.library.custom_op(f"{__package__}::bad_fft_backward", mutates_args=())
 def bad_fft_backward_op(grad: Tensor, x: Tensor) -> Tensor:
-    check_image("bad_fft_backward", "x", x)
-    check_like("bad_fft_backward", "grad", grad, "x", x)
     return run_kernel(bad_fft_backward_kernel, grad, x)
 
 
 @bad_fft_backward_op.register_fake
 def _(grad, x):
-    check_image("bad_fft_backward", "x", x)
-    check_like("bad_fft_backward", "grad", grad, "x", x)
     return x.new_empty(torch.broadcast_shapes(grad.shape[:-2], x.shape[:-2]) + x.shape[-2:])
 
 
@@ -101,30 +121,79 @@ def _(info, in_dims, grad, x):
     return bad_fft_backward_op(*batch_first((grad, x), in_dims)), 0
 
 
+@torch.library.custom_op(f"{__package__}::bad_fft_jvp", mutates_args=())
+def bad_fft_jvp_op(tangent: Tensor, x: Tensor) -> Tensor:
+    return run_kernel(bad_fft_jvp_kernel, tangent, x)
+
+
+@bad_fft_jvp_op.register_fake
+def _(tangent, x):
+    return x.new_empty(*torch.broadcast_shapes(tangent.shape, x.shape)[:-1], x.shape[-1] // 2 + 1)
+
+
+@bad_fft_jvp_op.register_vmap
+def _(info, in_dims, tangent, x):
+    return bad_fft_jvp_op(*batch_first((tangent, x), in_dims)), 0
+
+
+@torch.library.custom_op(f"{__package__}::bad_fft_curvature", mutates_args=())
+def bad_fft_curvature_op(grad: Tensor, direction: Tensor, x: Tensor) -> Tensor:
+    return run_kernel(bad_fft_curvature_kernel, grad, direction, x)
+
+
+@bad_fft_curvature_op.register_fake
+def _(grad, direction, x):
+    batch = torch.broadcast_shapes(grad.shape[:-2], direction.shape[:-2], x.shape[:-2])
+    return x.new_empty(batch + x.shape[-2:])
+
+
+@bad_fft_curvature_op.register_vmap
+def _(info, in_dims, grad, direction, x):
+    return bad_fft_curvature_op(*batch_first((grad, direction, x), in_dims)), 0
+
+
+for op in (bad_fft_forward_op, bad_fft_backward_op, bad_fft_jvp_op, bad_fft_curvature_op):
+    run_in_float32_under_autocast(op)
+
+
+# Each derivative is an autograd.Function of its own, so that differentiating it again
+# either works (second derivatives, forward or reverse) or fails with a clear error.
 class BadFFTFunction(torch.autograd.Function):
-    """|rfft2(x)| with its true gradient. Works with torch.compile and torch.func."""
+    """|rfft2(x)| with its true derivatives: reverse, forward (jvp) and second order."""
 
     generate_vmap_rule = True
 
     @staticmethod
     def forward(x):
-        return bad_fft_op(x)
+        return bad_fft_forward_op(x)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        ctx.save_for_backward(*inputs)
+        # Under autocast the op ran on x in float32; elsewhere this is x itself.
+        (x,) = inputs
+        ctx.save_for_backward(x.to(output.dtype))
+        ctx.save_for_forward(x.to(output.dtype))
 
     @staticmethod
     def backward(ctx, grad):
         (x,) = ctx.saved_tensors
-        x = x.to(grad.dtype)  # under autocast the op ran on x in float32; elsewhere this is x itself
         # Only double backward and torch.func need the backward's own Function; it costs ~25 µs.
-        backward = _BadFFTBackward.apply if torch.is_grad_enabled() else bad_fft_backward_op
-        return backward(grad, x)
+        return _BadFFTBackward.apply(grad, x) if torch.is_grad_enabled() else bad_fft_backward_op(grad, x)
+
+    @staticmethod
+    def jvp(ctx, tangent):
+        (x,) = ctx.saved_tensors
+        return _BadFFTJvp.apply(tangent.to(x.dtype), x)
+
+
+class _BadFFTForCompile(BadFFTFunction):
+    """BadFFTFunction without its jvp: Dynamo refuses a custom jvp under fullgraph (torch 2.13, 2.14)."""
+
+    jvp = torch.autograd.Function.jvp
 
 
 class _BadFFTBackward(torch.autograd.Function):
-    """The backward as a Function of its own, so differentiating it again fails loudly."""
+    """grad_x = backward(grad, x), linear in grad."""
 
     generate_vmap_rule = True
 
@@ -134,18 +203,96 @@ class _BadFFTBackward(torch.autograd.Function):
 
     @staticmethod
     def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(*inputs)
+        ctx.save_for_forward(*inputs)
+
+    @staticmethod
+    def backward(ctx, cotangent):
+        grad, x = ctx.saved_tensors
+        grad_of_grad = _BadFFTJvp.apply(cotangent, x) if ctx.needs_input_grad[0] else None
+        grad_of_x = _BadFFTCurvature.apply(grad, cotangent, x) if ctx.needs_input_grad[1] else None
+        return grad_of_grad, grad_of_x
+
+    @staticmethod
+    def jvp(ctx, grad_tangent, x_tangent):
+        grad, x = ctx.saved_tensors
+        terms = []
+        if grad_tangent is not None:
+            terms.append(_BadFFTBackward.apply(grad_tangent, x))
+        if x_tangent is not None:
+            terms.append(_BadFFTCurvature.apply(grad, x_tangent, x))
+        return sum(terms[1:], terms[0])
+
+
+class _BadFFTJvp(torch.autograd.Function):
+    """tangent_y = jvp(tangent, x), linear in tangent."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(tangent, x):
+        return bad_fft_jvp_op(tangent, x)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(*inputs)
+
+    @staticmethod
+    def backward(ctx, grad):
+        tangent, x = ctx.saved_tensors
+        grad_of_tangent = _BadFFTBackward.apply(grad, x) if ctx.needs_input_grad[0] else None
+        grad_of_x = _BadFFTCurvature.apply(grad, tangent, x) if ctx.needs_input_grad[1] else None
+        return grad_of_tangent, grad_of_x
+
+    @staticmethod
+    def jvp(ctx, *tangents):
+        raise RuntimeError("bad_fft: forward-over-forward derivatives are not supported; use reverse mode inside")
+
+
+class _BadFFTCurvature(torch.autograd.Function):
+    """The second-derivative term. Differentiating it again would be a third derivative."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(grad, direction, x):
+        return bad_fft_curvature_op(grad, direction, x)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
         pass
 
     @staticmethod
-    def backward(ctx, grad_grad_x):
-        raise RuntimeError("bad_fft: double backward is not supported; only first derivatives are")
+    def backward(ctx, grad):
+        raise RuntimeError("bad_fft: third derivatives are not supported; first and second derivatives are")
+
+    @staticmethod
+    def jvp(ctx, *tangents):
+        raise RuntimeError("bad_fft: third derivatives are not supported; first and second derivatives are")
 
 
-# Calling the ops directly (torch.ops.<namespace>.bad_fft) is differentiable too.
-bad_fft_op.register_autograd(BadFFTFunction.backward, setup_context=BadFFTFunction.setup_context)
-bad_fft_backward_op.register_autograd(_BadFFTBackward.backward, setup_context=_BadFFTBackward.setup_context)
-for op in (bad_fft_op, bad_fft_backward_op):
-    run_in_float32_under_autocast(op)
+def _apply(x: Tensor) -> Tensor:
+    # torch.compile traces the Function without jvp; compiled code runs no forward-mode AD.
+    return (_BadFFTForCompile if torch.compiler.is_compiling() else BadFFTFunction).apply(x)
+
+
+# torch.ops.<package>.bad_fft runs the same Function as the public function, so it gives the
+# same values and derivatives, reverse and forward, eager, compiled and exported. Under vmap,
+# torch runs it once per sample. torch.func's derivative transforms cannot reach an
+# autograd.Function inside an operator (pytorch/pytorch#168393): there it refuses, rather
+# than return the zero tangents that a custom op's own autograd would give.
+def _bad_fft_through_the_dispatcher(x: Tensor) -> Tensor:
+    if torch._C._are_functorch_transforms_active():
+        raise RuntimeError(
+            f"torch.ops.{__package__}.bad_fft does not run under torch.func transforms (grad, jacrev, jvp, ...); "
+            f"call {__package__}.bad_fft, which supports them all"
+        )
+    return _apply(x)
+
+
+_library = torch.library.Library(__package__, "FRAGMENT")
+_library.define("bad_fft(Tensor x) -> Tensor")
+_library.impl("bad_fft", _bad_fft_through_the_dispatcher, "CompositeImplicitAutograd")
 
 
 # ----------------------------------------------------------------------------
@@ -160,7 +307,7 @@ def bad_fft(x: Tensor) -> Tensor:
     bfloat16 are computed in float32; under autocast the result is float32.
     """
     check_tensor("bad_fft", "x", x)
-    return BadFFTFunction.apply(x)
+    return _apply(x)
 
 
 class BadFFT(nn.Module):
