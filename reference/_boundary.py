@@ -5,8 +5,9 @@ SciPy's FFT for CPU tensors, CuPy for CUDA tensors when CuPy is installed.
 `run_kernel` moves tensors across without copies where it can, computes float16
 and bfloat16 in float32, and hands back tensors that own their memory.
 `check_tensor` and `check_image` give bad input a clear error, `batch_first`
-lines up vmapped inputs for ops that broadcast over leading dims, and
-`run_in_float32_under_autocast` makes an op take part in autocast.
+lines up vmapped inputs for ops that broadcast over leading dims,
+`run_in_float32_under_autocast` makes an op take part in autocast, and
+`register_public_op` puts an op's autograd.Function behind torch.ops.
 """
 
 from __future__ import annotations
@@ -202,3 +203,30 @@ def run_in_float32_under_autocast(op) -> None:
     """
     for device_type in ("cpu", "cuda"):
         torch.library.register_autocast(op, device_type, torch.float32)
+
+
+_libraries: list[torch.library.Library] = []  # a Library undoes its registrations when it is freed
+
+
+def register_public_op(namespace: str, name: str, schema: str, apply: Callable[..., torch.Tensor]) -> None:
+    """Registers torch.ops.<namespace>.<name> as `apply`, the op's autograd.Function, for every caller.
+
+    So it gives the public function's values and derivatives, reverse and forward, eager,
+    compiled and exported; under vmap, torch runs it once per sample. torch.func's
+    derivative transforms cannot reach an autograd.Function inside an operator
+    (pytorch/pytorch#168393): there it refuses, rather than return the zero tangents
+    that a custom op's own autograd would give.
+    """
+
+    def through_the_dispatcher(*args):
+        if torch._C._are_functorch_transforms_active():
+            raise RuntimeError(
+                f"torch.ops.{namespace}.{name} does not run under torch.func transforms (grad, jacrev, jvp, ...); "
+                f"call {namespace}.{name}, which supports them all"
+            )
+        return apply(*args)
+
+    library = torch.library.Library(namespace, "FRAGMENT")
+    library.define(name + schema)
+    library.impl(name, through_the_dispatcher, "CompositeImplicitAutograd")
+    _libraries.append(library)

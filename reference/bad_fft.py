@@ -21,6 +21,7 @@ from ._boundary import (
     batch_first,
     check_image,
     check_tensor,
+    register_public_op,
     run_in_float32_under_autocast,
     run_kernel,
 )
@@ -276,23 +277,7 @@ def _apply(x: Tensor) -> Tensor:
     return (_BadFFTForCompile if torch.compiler.is_compiling() else BadFFTFunction).apply(x)
 
 
-# torch.ops.<package>.bad_fft runs the same Function as the public function, so it gives the
-# same values and derivatives, reverse and forward, eager, compiled and exported. Under vmap,
-# torch runs it once per sample. torch.func's derivative transforms cannot reach an
-# autograd.Function inside an operator (pytorch/pytorch#168393): there it refuses, rather
-# than return the zero tangents that a custom op's own autograd would give.
-def _bad_fft_through_the_dispatcher(x: Tensor) -> Tensor:
-    if torch._C._are_functorch_transforms_active():
-        raise RuntimeError(
-            f"torch.ops.{__package__}.bad_fft does not run under torch.func transforms (grad, jacrev, jvp, ...); "
-            f"call {__package__}.bad_fft, which supports them all"
-        )
-    return _apply(x)
-
-
-_library = torch.library.Library(__package__, "FRAGMENT")
-_library.define("bad_fft(Tensor x) -> Tensor")
-_library.impl("bad_fft", _bad_fft_through_the_dispatcher, "CompositeImplicitAutograd")
+register_public_op(__package__, "bad_fft", "(Tensor x) -> Tensor", _apply)
 
 
 # ----------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from ._boundary import (
     check_image,
     check_like,
     check_tensor,
+    register_public_op,
     run_in_float32_under_autocast,
     run_kernel,
 )
@@ -85,7 +86,7 @@ def _correlate_by_fft(backend, x, w, out_h, out_w):
 
 # ----------------------------------------------------------------------------
 # 2. PyTorch plumbing: the custom op with its fake and vmap rule, and autograd.
-#    The autograd.Function is what torch.func (grad, jacrev) needs.
+#    The autograd.Function is what torch.func (grad, jacrev, jvp) needs.
 # ----------------------------------------------------------------------------
 
 
@@ -101,13 +102,13 @@ def _check(input, weight):
         )
 
 
-@torch.library.custom_op(f"{__package__}::scipy_conv2d", mutates_args=())
-def scipy_conv2d_op(input: Tensor, weight: Tensor) -> Tensor:
+@torch.library.custom_op(f"{__package__}::scipy_conv2d_forward", mutates_args=())
+def scipy_conv2d_forward_op(input: Tensor, weight: Tensor) -> Tensor:
     _check(input, weight)
     return run_kernel(scipy_conv2d_kernel, input, weight)
 
 
-@scipy_conv2d_op.register_fake
+@scipy_conv2d_forward_op.register_fake
 def _(input, weight):
     _check(input, weight)
     batch = torch.broadcast_shapes(input.shape[:-2], weight.shape[:-2])
@@ -116,13 +117,16 @@ def _(input, weight):
     return input.new_empty(*batch, height, width)
 
 
-@scipy_conv2d_op.register_vmap
+@scipy_conv2d_forward_op.register_vmap
 def _(info, in_dims, input, weight):
-    return scipy_conv2d_op(*batch_first((input, weight), in_dims)), 0
+    return scipy_conv2d_forward_op(*batch_first((input, weight), in_dims)), 0
+
+
+run_in_float32_under_autocast(scipy_conv2d_forward_op)
 
 
 class ScipyConv2dFunction(torch.autograd.Function):
-    """Valid cross-correlation with gradients for input and weight, to any order.
+    """Valid cross-correlation with derivatives for input and weight, to any order, reverse and forward.
 
     The weight may carry leading dims that broadcast against the input's; the
     backward uses that to correlate each input with its own output gradient.
@@ -132,18 +136,20 @@ class ScipyConv2dFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(input, weight):
-        return scipy_conv2d_op(input, weight)
+        return scipy_conv2d_forward_op(input, weight)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
+        # Under autocast the op ran on its inputs in float32; elsewhere these are the inputs themselves.
+        inputs = [t.to(output.dtype) for t in inputs]
         ctx.save_for_backward(*inputs)
+        ctx.save_for_forward(*inputs)
 
     @staticmethod
     def backward(ctx, grad):
-        # Under autocast the op ran on its inputs in float32; elsewhere these are the inputs themselves.
-        input, weight = (t.to(grad.dtype) for t in ctx.saved_tensors)
+        input, weight = ctx.saved_tensors
         # Only double backward and torch.func need the Function; the bare op saves ~25 µs a call.
-        correlate = ScipyConv2dFunction.apply if torch.is_grad_enabled() else scipy_conv2d_op
+        correlate = ScipyConv2dFunction.apply if torch.is_grad_enabled() else scipy_conv2d_forward_op
         grad_input = grad_weight = None
         if ctx.needs_input_grad[0]:
             kh, kw = weight.shape[-2:]
@@ -153,10 +159,31 @@ class ScipyConv2dFunction(torch.autograd.Function):
             grad_weight = correlate(input, grad).sum_to_size(weight.shape)
         return grad_input, grad_weight
 
+    @staticmethod
+    def jvp(ctx, input_tangent, weight_tangent):
+        # The op is bilinear, so its derivative in a direction is the op itself, once per input that moves.
+        input, weight = ctx.saved_tensors
+        terms = []
+        if input_tangent is not None:
+            terms.append(ScipyConv2dFunction.apply(input_tangent.to(input.dtype), weight))
+        if weight_tangent is not None:
+            terms.append(ScipyConv2dFunction.apply(input, weight_tangent.to(weight.dtype)))
+        return sum(terms[1:], terms[0])
 
-# Calling the op directly (torch.ops.<namespace>.scipy_conv2d) is differentiable too.
-scipy_conv2d_op.register_autograd(ScipyConv2dFunction.backward, setup_context=ScipyConv2dFunction.setup_context)
-run_in_float32_under_autocast(scipy_conv2d_op)
+
+class _ScipyConv2dForCompile(ScipyConv2dFunction):
+    """ScipyConv2dFunction without its jvp: Dynamo refuses a custom jvp under fullgraph (torch 2.13, 2.14)."""
+
+    jvp = torch.autograd.Function.jvp
+
+
+def _apply(input: Tensor, weight: Tensor) -> Tensor:
+    # torch.compile traces the Function without jvp; compiled code runs no forward-mode AD.
+    function = _ScipyConv2dForCompile if torch.compiler.is_compiling() else ScipyConv2dFunction
+    return function.apply(input, weight)
+
+
+register_public_op(__package__, "scipy_conv2d", "(Tensor input, Tensor weight) -> Tensor", _apply)
 
 
 # ----------------------------------------------------------------------------
@@ -183,7 +210,7 @@ def scipy_conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> T
             raise ValueError(
                 f"scipy_conv2d: bias must hold one element (shape (), (1,) or (1, 1)), got shape {tuple(bias.shape)}"
             )
-    out = ScipyConv2dFunction.apply(input, weight)
+    out = _apply(input, weight)
     return out if bias is None else out + bias.reshape(())
 
 

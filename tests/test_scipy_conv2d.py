@@ -64,8 +64,8 @@ def test_non_contiguous_input_and_weight(view, device):
 @pytest.mark.parametrize(("shape", "kernel"), [((6, 7), (2, 3)), ((7, 8), (5, 5)), ((2, 9, 8), (4, 6))])
 def test_gradcheck_and_gradgradcheck(shape, kernel, device):
     inputs = (randn(*shape, device=device), randn(*kernel, device=device), randn(1, device=device))
-    assert torch.autograd.gradcheck(scipy_conv2d, inputs)
-    assert torch.autograd.gradgradcheck(scipy_conv2d, inputs)
+    assert torch.autograd.gradcheck(scipy_conv2d, inputs, check_forward_ad=True)
+    assert torch.autograd.gradgradcheck(scipy_conv2d, inputs, check_fwd_over_rev=True)
 
 
 def test_output_owns_its_memory(device):
@@ -79,14 +79,59 @@ def test_output_owns_its_memory(device):
 @pytest.mark.parametrize(("shape", "kernel"), [((3, 7, 8), (2, 3)), ((6, 9), (5, 5)), ((9, 8), (8, 7))])
 def test_opcheck(shape, kernel, requires_grad, device):
     args = (torch.randn(*shape, device=device), torch.randn(*kernel, device=device))
+    torch.library.opcheck(torch.ops.reference.scipy_conv2d_forward, args)
     torch.library.opcheck(torch.ops.reference.scipy_conv2d, tuple(a.requires_grad_(requires_grad) for a in args))
 
 
-def test_op_is_differentiable_when_called_directly(device):
-    input, weight = randn(6, 7, device=device), randn(3, 3, device=device)
-    ours = torch.autograd.grad(torch.ops.reference.scipy_conv2d(input, weight).sum(), (input, weight))
-    expected = torch.autograd.grad(native(input, weight).sum(), (input, weight))
-    torch.testing.assert_close(ours, expected)
+@pytest.mark.parametrize(("shape", "kernel"), [((6, 7), (2, 3)), ((9, 8), (5, 5))])
+def test_forward_mode_matches_native(shape, kernel, device):
+    input, weight = randn(2, *shape, device=device).detach(), randn(*kernel, device=device).detach()
+    tangents = (torch.randn_like(input), torch.randn_like(weight))
+    ours = torch.func.jvp(scipy_conv2d, (input, weight), tangents)
+    torch.testing.assert_close(ours, torch.func.jvp(native, (input, weight), tangents))
+    jacobians = torch.func.jacfwd(scipy_conv2d, argnums=(0, 1))(input[0], weight)
+    torch.testing.assert_close(jacobians, torch.func.jacfwd(native, argnums=(0, 1))(input[0], weight))
+    forward_ad = torch.autograd.forward_ad
+    with forward_ad.dual_level():
+        dual = forward_ad.make_dual(input, tangents[0]), forward_ad.make_dual(weight, tangents[1])
+        torch.testing.assert_close(
+            forward_ad.unpack_dual(scipy_conv2d(*dual)).tangent, forward_ad.unpack_dual(native(*dual)).tangent
+        )
+
+    def loss(fn):
+        return lambda weight: fn(input[0], weight).pow(2).sum()
+
+    torch.testing.assert_close(torch.func.hessian(loss(scipy_conv2d))(weight), torch.func.hessian(loss(native))(weight))
+
+
+def test_torch_ops_path_matches_the_function(device):
+    """torch.ops.reference.scipy_conv2d: values and derivatives, reverse and forward, eager and compiled."""
+    op = torch.ops.reference.scipy_conv2d
+    assert_matches(op, native, randn(6, 7, device=device), randn(3, 3, device=device))
+    compiled = torch.compile(lambda x, w: op(x, w) * 2, fullgraph=True)
+    assert_matches(compiled, lambda x, w: native(x, w) * 2, randn(6, 7, device=device), randn(3, 3, device=device))
+    input, weight = randn(6, 7, device=device).detach(), randn(3, 3, device=device).detach()
+    forward_ad = torch.autograd.forward_ad
+    with forward_ad.dual_level():
+        dual = forward_ad.make_dual(input, torch.randn_like(input))
+        torch.testing.assert_close(
+            forward_ad.unpack_dual(op(dual, weight)).tangent, forward_ad.unpack_dual(native(dual, weight)).tangent
+        )
+    batch = torch.randn(3, 6, 7, dtype=torch.float64, device=device)
+    torch.testing.assert_close(torch.func.vmap(op, in_dims=(0, None))(batch, weight), native(batch, weight))
+
+
+@pytest.mark.parametrize("transform", [torch.func.grad, torch.func.jacrev, torch.func.jacfwd])
+def test_torch_ops_path_refuses_torch_func_derivatives(transform, device):
+    input, weight = torch.randn(6, 7, device=device), torch.randn(3, 3, device=device)
+    with pytest.raises(RuntimeError, match=r"does not run under torch.func transforms .* call reference.scipy_conv2d"):
+        transform(lambda w: torch.ops.reference.scipy_conv2d(input, w).sum())(weight)
+
+
+def test_export(device):
+    model = torch.nn.Sequential(ScipyConv2d(3, 3), torch.nn.ReLU()).to(device)
+    x = torch.randn(2, 9, 8, device=device)
+    torch.testing.assert_close(torch.export.export(model, (x,)).module()(x), model(x))
 
 
 def test_compile_fullgraph(device):
