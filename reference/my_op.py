@@ -3,9 +3,10 @@
 It comes with the simplest correct placeholder, y = sin(x) elementwise, so that
 every test passes before you change anything. To make it yours:
 
-1. Replace the two array kernels below: the forward, and the backward that maps
-   the output's gradient to the input's.
-2. Update the fake if the output's shape or dtype differs from the input's.
+1. Replace the forward and backward array kernels below. The jvp (forward mode)
+   and curvature (second derivatives) kernels are optional: if your op does not
+   need them, make them raise NotImplementedError and drop their tests.
+2. Update the fakes if the output's shape or dtype differs from the input's.
 3. Replace `native` in the tests with a torch version of your op, if one exists.
 """
 
@@ -18,8 +19,8 @@ from ._boundary import (
     ArrayBackend,
     batch_first,
     check_image,
-    check_like,
     check_tensor,
+    register_public_op,
     run_in_float32_under_autocast,
     run_kernel,
 )
@@ -36,47 +37,61 @@ def my_op_kernel(backend: ArrayBackend, x):
 
 
 def my_op_backward_kernel(backend: ArrayBackend, grad, x):
-    """The gradient with respect to x, given the output's gradient. Placeholder: grad * cos(x)."""
+    """Reverse mode: the gradient with respect to x, given the output's gradient. Placeholder: grad * cos(x)."""
     return grad * backend.xp.cos(x)
+
+
+def my_op_jvp_kernel(backend: ArrayBackend, tangent, x):
+    """Forward mode: the output's change when x moves by `tangent`. Placeholder: tangent * cos(x).
+
+    For an elementwise op it has the backward's formula; in general it is the transpose.
+    """
+    return tangent * backend.xp.cos(x)
+
+
+def my_op_curvature_kernel(backend: ArrayBackend, grad, direction, x):
+    """Second order: how the backward's result moves when x moves in `direction`.
+
+    Placeholder: -grad * direction * sin(x). It is symmetric in grad's and direction's roles.
+    """
+    return -grad * direction * backend.xp.sin(x)
 
 
 # ----------------------------------------------------------------------------
 # 2. PyTorch plumbing: custom ops with fakes and vmap rules, and autograd.
-#    The autograd.Function is what torch.func (grad, jacrev) needs.
+#    The autograd.Functions are what torch.func (grad, jacrev, jvp) needs.
 # ----------------------------------------------------------------------------
 
 
 # The ops check their inputs, in the implementation and in the fake, so that the public
 # function, torch.ops, torch.compile and export all refuse the same input alike.
-@torch.library.custom_op(f"{__package__}::my_op", mutates_args=())
-def my_op_op(x: Tensor) -> Tensor:
+@torch.library.custom_op(f"{__package__}::my_op_forward", mutates_args=())
+def my_op_forward_op(x: Tensor) -> Tensor:
     check_image("my_op", "x", x)
     return run_kernel(my_op_kernel, x)
 
 
-@my_op_op.register_fake
+@my_op_forward_op.register_fake
 def _(x):
     check_image("my_op", "x", x)
     # The output's shape and dtype, without computing it (torch.compile, meta tensors).
     return torch.empty_like(x)
 
 
-@my_op_op.register_vmap
+@my_op_forward_op.register_vmap
 def _(info, in_dims, x):
-    return my_op_op(*batch_first((x,), in_dims)), 0
+    return my_op_forward_op(*batch_first((x,), in_dims)), 0
 
 
+# The derivative ops take arrays of x's shape (x, a direction) and of the output's shape
+# (a gradient or tangent), with leading dims that broadcast.
 @torch.library.custom_op(f"{__package__}::my_op_backward", mutates_args=())
 def my_op_backward_op(grad: Tensor, x: Tensor) -> Tensor:
-    check_image("my_op_backward", "x", x)
-    check_like("my_op_backward", "grad", grad, "x", x)
     return run_kernel(my_op_backward_kernel, grad, x)
 
 
 @my_op_backward_op.register_fake
 def _(grad, x):
-    check_image("my_op_backward", "x", x)
-    check_like("my_op_backward", "grad", grad, "x", x)
     return x.new_empty(torch.broadcast_shapes(grad.shape, x.shape))
 
 
@@ -85,30 +100,78 @@ def _(info, in_dims, grad, x):
     return my_op_backward_op(*batch_first((grad, x), in_dims)), 0
 
 
+@torch.library.custom_op(f"{__package__}::my_op_jvp", mutates_args=())
+def my_op_jvp_op(tangent: Tensor, x: Tensor) -> Tensor:
+    return run_kernel(my_op_jvp_kernel, tangent, x)
+
+
+@my_op_jvp_op.register_fake
+def _(tangent, x):
+    return x.new_empty(torch.broadcast_shapes(tangent.shape, x.shape))
+
+
+@my_op_jvp_op.register_vmap
+def _(info, in_dims, tangent, x):
+    return my_op_jvp_op(*batch_first((tangent, x), in_dims)), 0
+
+
+@torch.library.custom_op(f"{__package__}::my_op_curvature", mutates_args=())
+def my_op_curvature_op(grad: Tensor, direction: Tensor, x: Tensor) -> Tensor:
+    return run_kernel(my_op_curvature_kernel, grad, direction, x)
+
+
+@my_op_curvature_op.register_fake
+def _(grad, direction, x):
+    return x.new_empty(torch.broadcast_shapes(grad.shape, direction.shape, x.shape))
+
+
+@my_op_curvature_op.register_vmap
+def _(info, in_dims, grad, direction, x):
+    return my_op_curvature_op(*batch_first((grad, direction, x), in_dims)), 0
+
+
+for op in (my_op_forward_op, my_op_backward_op, my_op_jvp_op, my_op_curvature_op):
+    run_in_float32_under_autocast(op)
+
+
+# Each derivative is an autograd.Function of its own, so that differentiating it again
+# either works (second derivatives, forward or reverse) or fails with a clear error.
 class MyOpFunction(torch.autograd.Function):
-    """my_op with its gradient. Works with torch.compile and torch.func."""
+    """my_op with its derivatives: reverse, forward (jvp) and second order."""
 
     generate_vmap_rule = True
 
     @staticmethod
     def forward(x):
-        return my_op_op(x)
+        return my_op_forward_op(x)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        ctx.save_for_backward(*inputs)
+        # Under autocast the op ran on x in float32; elsewhere this is x itself.
+        (x,) = inputs
+        ctx.save_for_backward(x.to(output.dtype))
+        ctx.save_for_forward(x.to(output.dtype))
 
     @staticmethod
     def backward(ctx, grad):
         (x,) = ctx.saved_tensors
-        x = x.to(grad.dtype)  # under autocast the op ran on x in float32; elsewhere this is x itself
         # Only double backward and torch.func need the backward's own Function; it costs ~25 µs.
-        backward = _MyOpBackward.apply if torch.is_grad_enabled() else my_op_backward_op
-        return backward(grad, x)
+        return _MyOpBackward.apply(grad, x) if torch.is_grad_enabled() else my_op_backward_op(grad, x)
+
+    @staticmethod
+    def jvp(ctx, tangent):
+        (x,) = ctx.saved_tensors
+        return _MyOpJvp.apply(tangent.to(x.dtype), x)
+
+
+class _MyOpForCompile(MyOpFunction):
+    """MyOpFunction without its jvp: Dynamo refuses a custom jvp under fullgraph (torch 2.13, 2.14)."""
+
+    jvp = torch.autograd.Function.jvp
 
 
 class _MyOpBackward(torch.autograd.Function):
-    """The backward as a Function of its own, so differentiating it again fails loudly."""
+    """grad_x = backward(grad, x), linear in grad."""
 
     generate_vmap_rule = True
 
@@ -118,18 +181,80 @@ class _MyOpBackward(torch.autograd.Function):
 
     @staticmethod
     def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(*inputs)
+        ctx.save_for_forward(*inputs)
+
+    @staticmethod
+    def backward(ctx, cotangent):
+        grad, x = ctx.saved_tensors
+        grad_of_grad = _MyOpJvp.apply(cotangent, x) if ctx.needs_input_grad[0] else None
+        grad_of_x = _MyOpCurvature.apply(grad, cotangent, x) if ctx.needs_input_grad[1] else None
+        return grad_of_grad, grad_of_x
+
+    @staticmethod
+    def jvp(ctx, grad_tangent, x_tangent):
+        grad, x = ctx.saved_tensors
+        terms = []
+        if grad_tangent is not None:
+            terms.append(_MyOpBackward.apply(grad_tangent, x))
+        if x_tangent is not None:
+            terms.append(_MyOpCurvature.apply(grad, x_tangent, x))
+        return sum(terms[1:], terms[0])
+
+
+class _MyOpJvp(torch.autograd.Function):
+    """tangent_y = jvp(tangent, x), linear in tangent."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(tangent, x):
+        return my_op_jvp_op(tangent, x)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(*inputs)
+
+    @staticmethod
+    def backward(ctx, grad):
+        tangent, x = ctx.saved_tensors
+        grad_of_tangent = _MyOpBackward.apply(grad, x) if ctx.needs_input_grad[0] else None
+        grad_of_x = _MyOpCurvature.apply(grad, tangent, x) if ctx.needs_input_grad[1] else None
+        return grad_of_tangent, grad_of_x
+
+    @staticmethod
+    def jvp(ctx, *tangents):
+        raise RuntimeError("my_op: forward-over-forward derivatives are not supported; use reverse mode inside")
+
+
+class _MyOpCurvature(torch.autograd.Function):
+    """The second-derivative term. Differentiating it again would be a third derivative."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(grad, direction, x):
+        return my_op_curvature_op(grad, direction, x)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
         pass
 
     @staticmethod
-    def backward(ctx, grad_grad_x):
-        raise RuntimeError("my_op: double backward is not supported; only first derivatives are")
+    def backward(ctx, grad):
+        raise RuntimeError("my_op: third derivatives are not supported; first and second derivatives are")
+
+    @staticmethod
+    def jvp(ctx, *tangents):
+        raise RuntimeError("my_op: third derivatives are not supported; first and second derivatives are")
 
 
-# Calling the ops directly (torch.ops.<namespace>.my_op) is differentiable too.
-my_op_op.register_autograd(MyOpFunction.backward, setup_context=MyOpFunction.setup_context)
-my_op_backward_op.register_autograd(_MyOpBackward.backward, setup_context=_MyOpBackward.setup_context)
-for op in (my_op_op, my_op_backward_op):
-    run_in_float32_under_autocast(op)
+def _apply(x: Tensor) -> Tensor:
+    # torch.compile traces the Function without jvp; compiled code runs no forward-mode AD.
+    return (_MyOpForCompile if torch.compiler.is_compiling() else MyOpFunction).apply(x)
+
+
+register_public_op(__package__, "my_op", "(Tensor x) -> Tensor", _apply)
 
 
 # ----------------------------------------------------------------------------
@@ -143,7 +268,7 @@ def my_op(x: Tensor) -> Tensor:
     float16 and bfloat16 are computed in float32; under autocast the result is float32.
     """
     check_tensor("my_op", "x", x)
-    return MyOpFunction.apply(x)
+    return _apply(x)
 
 
 class MyOp(nn.Module):

@@ -42,15 +42,42 @@ def test_non_contiguous_input(view, device):
 
 
 @pytest.mark.parametrize("shape", [(6, 8), (2, 3, 4)])
-def test_gradcheck(shape, device):
-    assert torch.autograd.gradcheck(my_op, (randn(*shape, device=device),))
+def test_gradcheck_and_gradgradcheck(shape, device):
+    x = randn(*shape, device=device)
+    assert torch.autograd.gradcheck(my_op, (x,), check_forward_ad=True)
+    assert torch.autograd.gradgradcheck(my_op, (x,), check_fwd_over_rev=True, check_rev_over_rev=True)
 
 
-def test_double_backward_raises_a_clear_error(device):
+def test_forward_mode_matches_native(device):
+    x, tangent = torch.randn(2, 5, 6, dtype=torch.float64, device=device), torch.randn(2, 5, 6, dtype=torch.float64)
+    tangent = tangent.to(device)
+    torch.testing.assert_close(torch.func.jvp(my_op, (x,), (tangent,)), torch.func.jvp(native, (x,), (tangent,)))
+    torch.testing.assert_close(torch.func.jacfwd(my_op)(x[0]), torch.func.jacfwd(native)(x[0]))
+    with torch.autograd.forward_ad.dual_level():
+        dual = torch.autograd.forward_ad.make_dual(x, tangent)
+        ours = torch.autograd.forward_ad.unpack_dual(my_op(dual)).tangent
+        theirs = torch.autograd.forward_ad.unpack_dual(native(dual)).tangent
+    torch.testing.assert_close(ours, theirs)
+
+
+def test_second_derivatives_match_native(device):
+    x, weights = torch.randn(4, 5, dtype=torch.float64, device=device), torch.randn(4, 5, dtype=torch.float64)
+    weights = weights.to(device)
+
+    def loss(fn):
+        return lambda x: (fn(x) * weights).sum()
+
+    torch.testing.assert_close(torch.func.hessian(loss(my_op))(x), torch.func.hessian(loss(native))(x))
+    rev_rev = torch.func.jacrev(torch.func.jacrev(loss(my_op)))(x)
+    torch.testing.assert_close(rev_rev, torch.func.jacrev(torch.func.jacrev(loss(native)))(x))
+
+
+def test_third_derivatives_raise_a_clear_error(device):
     x = randn(4, 6, device=device)
-    (grad,) = torch.autograd.grad(my_op(x).sum(), x, create_graph=True)
-    with pytest.raises(RuntimeError, match="double backward is not supported"):
-        grad.sum().backward()
+    (grad,) = torch.autograd.grad(my_op(x).pow(2).sum(), x, create_graph=True)
+    (second,) = torch.autograd.grad(grad.pow(2).sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError, match="my_op: third derivatives are not supported"):
+        second.sum().backward()
 
 
 def test_output_owns_its_memory(device):
@@ -64,12 +91,48 @@ def test_output_owns_its_memory(device):
 def test_opcheck(requires_grad, device):
     x = torch.randn(3, 5, 6, device=device, requires_grad=requires_grad)
     torch.library.opcheck(torch.ops.reference.my_op, (x,))
+    torch.library.opcheck(torch.ops.reference.my_op_forward, (x.detach(),))
 
 
-def test_opcheck_backward_op(device):
-    """The backward op is checked on plain tensors: differentiating it again is refused."""
-    x, grad = torch.randn(3, 5, 6, device=device), torch.randn(3, 5, 6, device=device)
+def test_opcheck_derivative_ops(device):
+    """The derivative ops are checked on plain tensors; their Functions differentiate them."""
+    x, direction, grad = (torch.randn(3, 5, 6, device=device) for _ in range(3))
     torch.library.opcheck(torch.ops.reference.my_op_backward, (grad, x))
+    torch.library.opcheck(torch.ops.reference.my_op_jvp, (direction, x))
+    torch.library.opcheck(torch.ops.reference.my_op_curvature, (grad, direction, x))
+
+
+def test_torch_ops_path_matches_the_function(device):
+    """torch.ops.reference.my_op: values and derivatives, reverse and forward, eager and compiled."""
+    op = torch.ops.reference.my_op
+    assert_matches(op, native, randn(5, 6, device=device))
+    compiled = torch.compile(lambda x: op(x) * 2, fullgraph=True)
+    assert_matches(compiled, lambda x: native(x) * 2, randn(5, 6, device=device))
+    x, tangent = torch.randn(5, 6, dtype=torch.float64, device=device), torch.randn(5, 6, dtype=torch.float64)
+    with torch.autograd.forward_ad.dual_level():
+        dual = torch.autograd.forward_ad.make_dual(x, tangent.to(device))
+        ours = torch.autograd.forward_ad.unpack_dual(op(dual)).tangent
+        theirs = torch.autograd.forward_ad.unpack_dual(native(dual)).tangent
+    torch.testing.assert_close(ours, theirs)
+
+
+@pytest.mark.parametrize("transform", [torch.func.grad, torch.func.jacrev, torch.func.jacfwd])
+def test_torch_ops_path_refuses_torch_func_derivatives(transform, device):
+    """Never the zero tangents of a custom op's autograd: a clear error that names the public function.
+
+    vmap alone works: torch runs the op once per sample.
+    """
+    x = torch.randn(3, 5, 6, dtype=torch.float64, device=device)
+    torch.testing.assert_close(torch.func.vmap(torch.ops.reference.my_op)(x), native(x))
+    with pytest.raises(RuntimeError, match=r"does not run under torch.func transforms .* call reference.my_op"):
+        transform(lambda x: torch.ops.reference.my_op(x).sum())(x)
+
+
+def test_export(device):
+    model = torch.nn.Sequential(torch.nn.Linear(8, 8), MyOp()).to(device)
+    x = torch.randn(2, 6, 8, device=device)
+    exported = torch.export.export(model, (x,)).module()
+    torch.testing.assert_close(exported(x), native(model[0](x)))
 
 
 def test_compile_fullgraph(device):
