@@ -102,6 +102,24 @@ def test_python_compiles_and_passes_ruff(project):
     for path in project.rglob("*.py"):
         compile(path.read_text(encoding="utf-8"), str(path), "exec")
     run(sys.executable, "-m", "ruff", "check", "--no-cache", ".", cwd=project)
+    run(sys.executable, "-m", "ruff", "format", "--check", "--no-cache", ".", cwd=project)
+
+
+@pytest.mark.parametrize("starter", list(STARTERS))
+@pytest.mark.parametrize("length", ["short", "long"])
+def test_any_names_render_lint_clean(starter, length, tmp_path):
+    """Names move line breaks; the post-generation hook formats the code for them."""
+    names = {
+        "short": {"package_name": "p", "op_name": "f", "class_name": "M"},
+        "long": {
+            "package_name": "a_package_name_much_longer_than_anyone_would_choose",
+            "op_name": f"an_op_name_much_longer_than_anyone_would_choose_{starter}",
+            "class_name": "AClassNameMuchLongerThanAnyoneWouldChooseForAModule",
+        },
+    }[length]
+    project = render(tmp_path, starter=starter, **names)
+    run(sys.executable, "-m", "ruff", "check", "--no-cache", ".", cwd=project)
+    run(sys.executable, "-m", "ruff", "format", "--check", "--no-cache", ".", cwd=project)
 
 
 def test_pyproject(project):
