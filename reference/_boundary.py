@@ -1,13 +1,14 @@
 """The boundary between torch tensors and the array libraries that do the math.
 
-An op's array kernel takes an `ArrayBackend` and plain arrays: NumPy with
-SciPy's FFT for CPU tensors, CuPy for CUDA tensors when CuPy is installed.
-`run_kernel` moves tensors across without copies where it can, computes float16
-and bfloat16 in float32, and hands back tensors that own their memory.
-`check_tensor` and `check_image` give bad input a clear error, `batch_first`
-lines up vmapped inputs for ops that broadcast over leading dims,
-`run_in_float32_under_autocast` makes an op take part in autocast, and
-`register_public_op` puts an op's autograd.Function behind torch.ops.
+An op's array kernel takes an `ArrayBackend`, plain arrays and plain values: NumPy
+and SciPy for CPU tensors, CuPy and cupyx.scipy for CUDA tensors when CuPy is
+installed. `run_kernel` moves tensors across without copies where it can,
+computes float16 and bfloat16 in float32, and hands back tensors (one per array
+the kernel returns) that own their memory. `check_tensor` and `check_image` give
+bad input a clear error, `batch_first` lines up vmapped inputs for ops that
+broadcast over leading dims, `run_in_float32_under_autocast` makes an op take
+part in autocast, and `register_public_op` puts an op's autograd.Function
+behind torch.ops.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from types import ModuleType
 from typing import Any
 
 import numpy as np
-import scipy.fft
+import scipy
+import scipy.fft  # imported now: every FFT op needs it, and the first call should not pay
 import torch
 
 # Below this many elements, a second FFT thread costs more than it saves.
@@ -35,10 +37,23 @@ _COMPUTED_IN_FLOAT32 = (torch.float16, torch.bfloat16)
 
 @dataclass(frozen=True)
 class ArrayBackend:
-    """The array module (`xp`) and the scipy.fft-like module of one device."""
+    """The array module (`xp`) and the SciPy package (`scipy`, or CuPy's `cupyx.scipy`) of one device.
+
+    Any SciPy subpackage is an attribute, imported on first use, so one kernel body
+    runs on both devices: `backend.ndimage`, `backend.signal`, `backend.special`,
+    `backend.fft`, ... `rfft2` and `irfft2` add SciPy's FFT threads where they pay.
+    """
 
     xp: ModuleType
-    fft: ModuleType
+    scipy: ModuleType
+
+    def __getattr__(self, name: str) -> ModuleType:  # called only for names the class does not have
+        if name.startswith("_"):
+            raise AttributeError(name)
+        try:
+            return importlib.import_module(f"{self.scipy.__name__}.{name}")
+        except ImportError as error:
+            raise AttributeError(f"{self.scipy.__name__} has no subpackage {name!r}") from error
 
     def _workers(self, a: Any) -> dict[str, int]:
         if self.xp is not np:  # only SciPy takes `workers`
@@ -56,16 +71,16 @@ class ArrayBackend:
         return self.fft.next_fast_len(n, real=True)
 
 
-NUMPY = ArrayBackend(np, scipy.fft)
+NUMPY = ArrayBackend(np, scipy)
 
 try:
     import cupy
-    import cupyx.scipy.fft
+    import cupyx.scipy
 except ImportError:
     cupy = None
     CUPY = None
 else:
-    CUPY = ArrayBackend(cupy, cupyx.scipy.fft)
+    CUPY = ArrayBackend(cupy, cupyx.scipy)
 
 # A context variable, so that each thread (and each asyncio task) has its own setting.
 _use_cupy = contextvars.ContextVar("use_cupy", default=True)
@@ -82,29 +97,42 @@ def host_round_trip():
         _use_cupy.reset(token)
 
 
-def run_kernel(kernel: Callable[..., Any], *tensors: torch.Tensor) -> torch.Tensor:
-    """Calls `kernel(backend, *arrays)` on the tensors' data and returns its result as a tensor.
+Kernel = Callable[..., Any]
 
-    All tensors share one device and one dtype. The result is a new tensor on that
-    device, with its own memory: it never aliases an input. float16 and bfloat16
-    are computed in float32 and the result is cast back.
+
+def run_kernel(kernel: Kernel, *args: Any) -> Any:
+    """Calls `kernel(backend, *args)` with each tensor in `args` as an array, and returns its result as tensors.
+
+    `args` are tensors, which share one device and one dtype, and plain values (a float,
+    int, bool or str hyperparameter), which reach the kernel as they are. The kernel
+    returns an array, or a tuple of arrays; run_kernel returns a tensor, or a tuple of
+    tensors, of exactly their shapes (0-d included), on the tensors' device. Each owns
+    its memory: it never aliases an input. float16 and bfloat16 are computed in float32
+    and float results are cast back.
     """
+    tensors = [a for a in args if isinstance(a, torch.Tensor)]
     device, dtype = tensors[0].device, tensors[0].dtype
     if dtype in _COMPUTED_IN_FLOAT32:
-        return run_kernel(kernel, *(t.float() for t in tensors)).to(dtype)
+        results = run_kernel(kernel, *(a.float() if isinstance(a, torch.Tensor) else a for a in args))
+        return _map(lambda r: r.to(dtype) if r.is_floating_point() else r, results)
     if device.type == "cuda" and CUPY is not None and _use_cupy.get():
-        return _run_on_cupy(kernel, device, tensors)
+        return _run_on_cupy(kernel, device, args)
     if device.type != "cpu":
         _warn_round_trip(kernel, device)
-    arrays = [t.detach().cpu().numpy() for t in tensors]
-    return torch.from_numpy(_owned(np, kernel(NUMPY, *arrays), arrays)).to(device)
+    arrays = [a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else a for a in args]
+    results = _owned(np, kernel(NUMPY, *arrays), arrays, kernel)
+    return _map(lambda r: torch.from_numpy(r).to(device), results)
 
 
-def _run_on_cupy(kernel: Callable[..., Any], device: torch.device, tensors: tuple[torch.Tensor, ...]) -> torch.Tensor:
+def _run_on_cupy(kernel: Kernel, device: torch.device, args: tuple[Any, ...]) -> Any:
     # CuPy works on PyTorch's current stream, so no synchronisation is needed either way.
     with cupy.cuda.Device(device.index), _cupy_stream(torch.cuda.current_stream(device)):
-        arrays = [cupy.from_dlpack(t.detach()) for t in tensors]
-        return torch.from_dlpack(_owned(cupy, kernel(CUPY, *arrays), arrays))
+        arrays = [cupy.from_dlpack(a.detach()) if isinstance(a, torch.Tensor) else a for a in args]
+        return _map(torch.from_dlpack, _owned(cupy, kernel(CUPY, *arrays), arrays, kernel))
+
+
+def _map(function: Callable[[Any], Any], results: Any) -> Any:
+    return tuple(map(function, results)) if isinstance(results, tuple) else function(results)
 
 
 class _StreamHandle:
@@ -123,42 +151,58 @@ def _cupy_stream(stream: torch.cuda.Stream):
     return cupy.cuda.ExternalStream(stream.cuda_stream, stream.device_index)
 
 
-def _owned(xp: ModuleType, result: Any, inputs: list[Any]) -> Any:
-    """`result` as a C-contiguous array that shares no memory with `inputs`.
+def _owned(xp: ModuleType, result: Any, inputs: list[Any], kernel: Kernel) -> Any:
+    """The kernel's array, or tuple of arrays, each C-contiguous and sharing no memory with `inputs`.
 
     Torch rejects negative strides, and an output that aliases an input breaks autograd.
     """
-    result = xp.ascontiguousarray(result)
-    if any(xp.may_share_memory(result, a) for a in inputs):
+    if isinstance(result, tuple | list):
+        return tuple(_owned(xp, r, inputs, kernel) for r in result)
+    if isinstance(result, np.generic) and xp is np:  # a NumPy scalar, as reductions return
+        result = np.asarray(result)
+    if not isinstance(result, xp.ndarray):
+        raise TypeError(
+            f"{_name(kernel)} must return a {xp.__name__} array or a tuple of them, got {type(result).__name__}"
+        )
+    arrays = [a for a in inputs if isinstance(a, xp.ndarray)]
+    if not result.flags.c_contiguous or any(xp.may_share_memory(result, a) for a in arrays):
         result = result.copy()
     return result
 
 
-def _warn_round_trip(kernel: Callable[..., Any], device: torch.device) -> None:
-    if kernel.__name__ in _warned_round_trip:
+def _name(kernel: Kernel) -> str:
+    """A kernel's name for messages; functools.partial and other callables have none of their own."""
+    return getattr(kernel, "__name__", None) or getattr(getattr(kernel, "func", None), "__name__", repr(kernel))
+
+
+def _warn_round_trip(kernel: Kernel, device: torch.device) -> None:
+    name = _name(kernel)
+    if name in _warned_round_trip:
         return
-    _warned_round_trip.add(kernel.__name__)
+    _warned_round_trip.add(name)
     hint = ""
     if device.type == "cuda":
         distribution = importlib.metadata.packages_distributions().get(__package__, [__package__])[0]
         extra = f"cuda{(torch.version.cuda or '12').split('.')[0]}"
         hint = f" Install CuPy to keep them on the GPU: pip install '{distribution}[{extra}]'."
     warnings.warn(
-        f"{kernel.__name__}: {device.type} tensors are copied to the host and back for NumPy/SciPy.{hint}",
+        f"{name}: {device.type} tensors are copied to the host and back for NumPy/SciPy.{hint}",
         RuntimeWarning,
         stacklevel=3,
     )
 
 
-def batch_first(tensors: tuple[torch.Tensor, ...], in_dims: tuple[int | None, ...]) -> tuple[torch.Tensor, ...]:
+def batch_first(args: tuple[Any, ...], in_dims: tuple[int | None, ...]) -> tuple[Any, ...]:
     """Moves each vmapped dim to the front, for an op that broadcasts leading dims.
 
     A batched tensor gets singleton dims after its batch dim so that its logical
-    dims line up with those of the others; unbatched tensors broadcast as they are.
+    dims line up with those of the others; unbatched tensors broadcast as they are,
+    and plain values (hyperparameters, whose in_dim is None) pass through.
     """
-    ndim = max(t.dim() - (d is not None) for t, d in zip(tensors, in_dims, strict=True))
+    pairs = list(zip(args, in_dims, strict=True))
+    ndim = max(t.dim() - (d is not None) for t, d in pairs if isinstance(t, torch.Tensor))
     lined_up = []
-    for t, d in zip(tensors, in_dims, strict=True):
+    for t, d in pairs:
         if d is not None:
             t = t.movedim(d, 0)
             t = t.reshape(t.shape[:1] + (1,) * (ndim + 1 - t.dim()) + t.shape[1:])

@@ -1,5 +1,6 @@
 """The tensor/array boundary: zero copies in and out, outputs that own their memory, streams, vmap helper."""
 
+import functools
 import threading
 import warnings
 
@@ -50,6 +51,68 @@ def test_negative_strides_become_a_contiguous_tensor():
     y = run_kernel(lambda backend, a: (a * 1)[::-1, ::-2], x)
     assert y.is_contiguous()
     torch.testing.assert_close(y, x.flip(0, 1)[:, ::2])
+
+
+def test_plain_values_reach_the_kernel_as_they_are():
+    x = torch.randn(3, 4)
+    seen = {}
+
+    def kernel(backend, a, scale, flag, mode):
+        seen.update(scale=scale, flag=flag, mode=mode)
+        return a * scale
+
+    torch.testing.assert_close(run_kernel(kernel, x, 2.5, True, "reflect"), x * 2.5)
+    assert seen == {"scale": 2.5, "flag": True, "mode": "reflect"}
+
+
+def test_several_outputs_come_back_as_a_tuple_of_their_own_shapes():
+    x, w = torch.randn(3, 4), torch.randn(4)
+    first, second = run_kernel(lambda backend, a, b: (a * b, b * 2), x, w)
+    torch.testing.assert_close(first, x * w)
+    torch.testing.assert_close(second, w * 2)
+    same_shape = run_kernel(lambda backend, a: (a + 1, a - 1), x)
+    assert isinstance(same_shape, tuple) and [t.shape for t in same_shape] == [(3, 4), (3, 4)]
+
+
+def test_zero_dim_results_keep_their_shape():
+    x = torch.randn(3, 4, dtype=torch.float64)
+    total = run_kernel(lambda backend, a: a.sum(), x)  # NumPy returns a scalar here
+    assert total.shape == () and total.dtype == torch.float64
+    torch.testing.assert_close(total, x.sum())
+    assert run_kernel(lambda backend, a: backend.xp.asarray(a[0, 0]), x).shape == ()
+    halves = run_kernel(lambda backend, a: (a.sum(), a), x.to(torch.bfloat16))
+    assert [(h.shape, h.dtype) for h in halves] == [((), torch.bfloat16), ((3, 4), torch.bfloat16)]
+
+
+@pytest.mark.parametrize("result", [None, [[1.0, 2.0]], 3.0, "text"])
+def test_a_kernel_that_returns_no_array_gets_a_clear_error(result):
+    def odd_kernel(backend, a):
+        return result
+
+    with pytest.raises(TypeError, match=r"^odd_kernel must return a numpy array or a tuple of them, got "):
+        run_kernel(odd_kernel, torch.randn(3))
+
+
+def test_backend_gives_scipy_subpackages_per_device():
+    import scipy.ndimage
+    import scipy.special
+
+    assert _boundary.NUMPY.ndimage is scipy.ndimage and _boundary.NUMPY.special is scipy.special
+    x = torch.randn(6, 7, dtype=torch.float64)
+    smoothed = run_kernel(lambda backend, a, sigma: backend.ndimage.gaussian_filter(a, sigma), x, 1.5)
+    torch.testing.assert_close(smoothed, torch.from_numpy(scipy.ndimage.gaussian_filter(x.numpy(), 1.5)))
+    with pytest.raises(AttributeError, match="scipy has no subpackage 'nothing'"):
+        _boundary.NUMPY.nothing  # noqa: B018
+
+
+def test_round_trip_warning_names_a_partial_kernel(monkeypatch):
+    monkeypatch.setattr(_boundary, "_warned_round_trip", set())
+
+    def scaled(backend, a, scale):
+        return a * scale
+
+    with pytest.warns(RuntimeWarning, match="^scaled: cuda tensors are copied"):
+        _boundary._warn_round_trip(functools.partial(scaled, scale=2.0), torch.device("cuda"))
 
 
 def test_round_trip_warns_once_per_kernel_and_names_the_extra(monkeypatch):
@@ -110,6 +173,12 @@ def test_warnings_policy_fails_on_ours_and_ignores_torch_internals():
 def test_batch_first_lines_up_logical_dims(shapes, in_dims, expected):
     tensors = tuple(torch.randn(shape) for shape in shapes)
     assert [tuple(t.shape) for t in batch_first(tensors, in_dims)] == expected
+
+
+def test_batch_first_passes_plain_values_through():
+    x, p = torch.randn(4, 5, 6), torch.randn(1)
+    lined_up = batch_first((x, 0.5, p, "mode"), (1, None, None, None))
+    assert [getattr(a, "shape", a) for a in lined_up] == [(5, 4, 6), 0.5, (1,), "mode"]
 
 
 @pytest.mark.cuda
