@@ -4,11 +4,10 @@ An op's array kernel takes an `ArrayBackend`, plain arrays and plain values: Num
 and SciPy for CPU tensors, CuPy and cupyx.scipy for CUDA tensors when CuPy is
 installed. `run_kernel` moves tensors across without copies where it can,
 computes float16 and bfloat16 in float32, and hands back tensors (one per array
-the kernel returns) that own their memory. `check_tensor` and `check_image` give
-bad input a clear error, `batch_first` lines up vmapped inputs for ops that
-broadcast over leading dims, `run_in_float32_under_autocast` makes an op take
-part in autocast, and `register_public_op` puts an op's autograd.Function
-behind torch.ops.
+the kernel returns) that own their memory. `kernel_op` makes a kernel a custom op
+with its check, fake, vmap rule and autocast; `register_public_op` puts an op's
+autograd.Function behind torch.ops. `check_tensor`, `check_float` and
+`check_image` give bad input a clear error.
 """
 
 from __future__ import annotations
@@ -216,16 +215,24 @@ def check_tensor(op: str, name: str, t: Any) -> None:
         raise TypeError(f"{op}: {name} must be a torch.Tensor, got {type(t).__name__}")
 
 
-def check_image(op: str, name: str, t: torch.Tensor) -> None:
-    """Raises a clear error unless `t` is a float tensor of shape (..., H, W) with H, W >= 1.
+def check_float(op: str, name: str, t: torch.Tensor) -> None:
+    """Raises a clear error unless `t` is a float16, bfloat16, float32 or float64 tensor.
 
-    Ops call it from their implementation and from their fake, so that every path
-    (the public function, torch.ops, torch.compile, export) refuses the same input
-    with the same message. Leading (batch) dims may be empty, as in native torch.
+    Ops call their checks from their implementation and from their fake, so that every
+    path (the public function, torch.ops, torch.compile, export) refuses the same input
+    with the same message.
     """
     check_tensor(op, name, t)
     if t.dtype not in FLOAT_DTYPES:
         raise TypeError(f"{op}: {name} must be float16, bfloat16, float32 or float64, got {t.dtype}")
+
+
+def check_image(op: str, name: str, t: torch.Tensor) -> None:
+    """Raises a clear error unless `t` is a float tensor of shape (..., H, W) with H, W >= 1.
+
+    Leading (batch) dims may be empty, as in native torch.
+    """
+    check_float(op, name, t)
     if t.dim() < 2:
         raise ValueError(f"{op}: {name} must have at least 2 dims (..., H, W), got shape {tuple(t.shape)}")
     if t.shape[-2] == 0 or t.shape[-1] == 0:
@@ -247,6 +254,44 @@ def run_in_float32_under_autocast(op) -> None:
     """
     for device_type in ("cpu", "cuda"):
         torch.library.register_autocast(op, device_type, torch.float32)
+
+
+def kernel_op(qualname: str, schema: str, kernel: Kernel, *, check=None, fake=None):
+    """Registers `kernel` as the custom op `qualname` ("namespace::name") and returns it.
+
+    `schema` is torch.library's, such as "(Tensor x, Tensor weight, float frequency) -> Tensor";
+    plain-value arguments reach the kernel as they are. Besides the implementation
+    (`run_kernel`), the op gets:
+    - `check(*args)`, called by the implementation and by the fake, so every path refuses alike;
+    - a fake, for torch.compile and export: `fake(*args)`, or by default one output (or one
+      per returned Tensor) in the broadcast shape of the tensor arguments, as elementwise ops have;
+    - a vmap rule: vmapped dims move to the front (`batch_first`) and the kernel broadcasts
+      over them, so the kernel must treat leading dims as batch dims;
+    - float32 under autocast.
+    """
+    outputs = schema.split("->")[1].count("Tensor")
+
+    def implementation(*args):
+        if check is not None:
+            check(*args)
+        return run_kernel(kernel, *args)
+
+    def fake_with_check(*args):
+        if check is not None:
+            check(*args)
+        if fake is not None:
+            return fake(*args)
+        tensors = [a for a in args if isinstance(a, torch.Tensor)]
+        shape = torch.broadcast_shapes(*(t.shape for t in tensors))
+        empties = tuple(tensors[0].new_empty(shape) for _ in range(outputs))
+        return empties if "(" in schema.split("->")[1] else empties[0]
+
+    op = torch.library.custom_op(qualname, implementation, mutates_args=(), schema=schema)
+    op.register_fake(fake_with_check)
+    batched = 0 if "(" not in schema.split("->")[1] else (0,) * outputs
+    op.register_vmap(lambda info, in_dims, *args: (op(*batch_first(args, in_dims)), batched))
+    run_in_float32_under_autocast(op)
+    return op
 
 
 _libraries: list[torch.library.Library] = []  # a Library undoes its registrations when it is freed

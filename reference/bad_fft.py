@@ -18,15 +18,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ._boundary import (
-    ArrayBackend,
-    batch_first,
-    check_image,
-    check_tensor,
-    register_public_op,
-    run_in_float32_under_autocast,
-    run_kernel,
-)
+from ._boundary import ArrayBackend, check_image, check_tensor, kernel_op, register_public_op
 
 # ----------------------------------------------------------------------------
 # 1. Array kernels: NumPy/SciPy on the host, CuPy on CUDA. No torch here.
@@ -83,80 +75,42 @@ def _adjoint(backend, half_spectrum, shape):
 
 
 # ----------------------------------------------------------------------------
-# 2. PyTorch plumbing: custom ops with fakes and vmap rules, and autograd.
-#    The autograd.Functions are what torch.func (grad, jacrev, jvp) needs.
+# 2. PyTorch plumbing: custom ops for the kernels, and autograd.Functions that tie
+#    them together. The Functions are what torch.func (grad, jacrev, jvp) needs.
 # ----------------------------------------------------------------------------
 
 
-# The ops check their inputs, in the implementation and in the fake, so that the public
-# function, torch.ops, torch.compile and export all refuse the same input alike.
-@torch.library.custom_op(f"{__package__}::bad_fft_forward", mutates_args=())
-def bad_fft_forward_op(x: Tensor) -> Tensor:
-    check_image("bad_fft", "x", x)
-    return run_kernel(bad_fft_kernel, x)
+# One custom op per kernel, with its fake, vmap rule and autocast (see `kernel_op`). Leading
+# dims broadcast; the fakes give each output's shape: the spectrum's (..., H, W // 2 + 1), or x's.
+def _spectrum_like(*tensors: Tensor) -> Tensor:
+    x = tensors[-1]
+    return x.new_empty(*torch.broadcast_shapes(*(t.shape[:-2] for t in tensors)), x.shape[-2], x.shape[-1] // 2 + 1)
 
 
-@bad_fft_forward_op.register_fake
-def _(x):
-    check_image("bad_fft", "x", x)
-    return x.new_empty(*x.shape[:-1], x.shape[-1] // 2 + 1)
+def _image_like(*tensors: Tensor) -> Tensor:
+    x = tensors[-1]
+    return x.new_empty(*torch.broadcast_shapes(*(t.shape[:-2] for t in tensors)), *x.shape[-2:])
 
 
-@bad_fft_forward_op.register_vmap
-def _(info, in_dims, x):
-    return bad_fft_forward_op(*batch_first((x,), in_dims)), 0
-
-
-# The derivative ops take arrays of x's shape (x, a direction) and of the output's shape
-# (a gradient or tangent), with leading dims that broadcast.
-@torch.library.custom_op(f"{__package__}::bad_fft_backward", mutates_args=())
-def bad_fft_backward_op(grad: Tensor, x: Tensor) -> Tensor:
-    return run_kernel(bad_fft_backward_kernel, grad, x)
-
-
-@bad_fft_backward_op.register_fake
-def _(grad, x):
-    return x.new_empty(torch.broadcast_shapes(grad.shape[:-2], x.shape[:-2]) + x.shape[-2:])
-
-
-@bad_fft_backward_op.register_vmap
-def _(info, in_dims, grad, x):
-    return bad_fft_backward_op(*batch_first((grad, x), in_dims)), 0
-
-
-@torch.library.custom_op(f"{__package__}::bad_fft_jvp", mutates_args=())
-def bad_fft_jvp_op(tangent: Tensor, x: Tensor) -> Tensor:
-    return run_kernel(bad_fft_jvp_kernel, tangent, x)
-
-
-@bad_fft_jvp_op.register_fake
-def _(tangent, x):
-    return x.new_empty(*torch.broadcast_shapes(tangent.shape, x.shape)[:-1], x.shape[-1] // 2 + 1)
-
-
-@bad_fft_jvp_op.register_vmap
-def _(info, in_dims, tangent, x):
-    return bad_fft_jvp_op(*batch_first((tangent, x), in_dims)), 0
-
-
-@torch.library.custom_op(f"{__package__}::bad_fft_curvature", mutates_args=())
-def bad_fft_curvature_op(grad: Tensor, direction: Tensor, x: Tensor) -> Tensor:
-    return run_kernel(bad_fft_curvature_kernel, grad, direction, x)
-
-
-@bad_fft_curvature_op.register_fake
-def _(grad, direction, x):
-    batch = torch.broadcast_shapes(grad.shape[:-2], direction.shape[:-2], x.shape[:-2])
-    return x.new_empty(batch + x.shape[-2:])
-
-
-@bad_fft_curvature_op.register_vmap
-def _(info, in_dims, grad, direction, x):
-    return bad_fft_curvature_op(*batch_first((grad, direction, x), in_dims)), 0
-
-
-for op in (bad_fft_forward_op, bad_fft_backward_op, bad_fft_jvp_op, bad_fft_curvature_op):
-    run_in_float32_under_autocast(op)
+bad_fft_forward_op = kernel_op(
+    f"{__package__}::bad_fft_forward",
+    "(Tensor x) -> Tensor",
+    bad_fft_kernel,
+    check=lambda x: check_image("bad_fft", "x", x),
+    fake=_spectrum_like,
+)
+bad_fft_backward_op = kernel_op(
+    f"{__package__}::bad_fft_backward", "(Tensor grad, Tensor x) -> Tensor", bad_fft_backward_kernel, fake=_image_like
+)
+bad_fft_jvp_op = kernel_op(
+    f"{__package__}::bad_fft_jvp", "(Tensor tangent, Tensor x) -> Tensor", bad_fft_jvp_kernel, fake=_spectrum_like
+)
+bad_fft_curvature_op = kernel_op(
+    f"{__package__}::bad_fft_curvature",
+    "(Tensor grad, Tensor direction, Tensor x) -> Tensor",
+    bad_fft_curvature_kernel,
+    fake=_image_like,
+)
 
 
 # Each derivative is an autograd.Function of its own, so that differentiating it again

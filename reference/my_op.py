@@ -3,10 +3,12 @@
 It comes with the simplest correct placeholder, y = sin(x) elementwise, so that
 every test passes before you change anything. To make it yours:
 
-1. Replace the forward and backward array kernels below. The jvp (forward mode)
-   and curvature (second derivatives) kernels are optional: if your op does not
-   need them, make them raise NotImplementedError and drop their tests.
-2. Update the fakes if the output's shape or dtype differs from the input's.
+1. Replace the forward and backward array kernels, in part 1 of my_op.py. The
+   jvp (forward mode) and curvature (second derivatives) kernels are optional: if
+   your op does not need them, make them raise NotImplementedError and drop
+   their tests.
+2. Give an op a `fake=` if its output's shape or dtype differs from its inputs'
+   broadcast shape and dtype, and a `check=` for what your op refuses.
 3. Replace `native` in the tests with a torch version of your op, if one exists.
 """
 
@@ -15,15 +17,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ._boundary import (
-    ArrayBackend,
-    batch_first,
-    check_image,
-    check_tensor,
-    register_public_op,
-    run_in_float32_under_autocast,
-    run_kernel,
-)
+from ._boundary import ArrayBackend, check_float, check_tensor, kernel_op, register_public_op
 
 # ----------------------------------------------------------------------------
 # 1. Array kernels: NumPy/SciPy on the host, CuPy on CUDA. No torch here.
@@ -58,80 +52,23 @@ def my_op_curvature_kernel(backend: ArrayBackend, grad, direction, x):
 
 
 # ----------------------------------------------------------------------------
-# 2. PyTorch plumbing: custom ops with fakes and vmap rules, and autograd.
-#    The autograd.Functions are what torch.func (grad, jacrev, jvp) needs.
+# 2. PyTorch plumbing: custom ops for the kernels, and autograd.Functions that tie
+#    them together. The Functions are what torch.func (grad, jacrev, jvp) needs.
 # ----------------------------------------------------------------------------
 
 
-# The ops check their inputs, in the implementation and in the fake, so that the public
-# function, torch.ops, torch.compile and export all refuse the same input alike.
-@torch.library.custom_op(f"{__package__}::my_op_forward", mutates_args=())
-def my_op_forward_op(x: Tensor) -> Tensor:
-    check_image("my_op", "x", x)
-    return run_kernel(my_op_kernel, x)
-
-
-@my_op_forward_op.register_fake
-def _(x):
-    check_image("my_op", "x", x)
-    # The output's shape and dtype, without computing it (torch.compile, meta tensors).
-    return torch.empty_like(x)
-
-
-@my_op_forward_op.register_vmap
-def _(info, in_dims, x):
-    return my_op_forward_op(*batch_first((x,), in_dims)), 0
-
-
-# The derivative ops take arrays of x's shape (x, a direction) and of the output's shape
-# (a gradient or tangent), with leading dims that broadcast.
-@torch.library.custom_op(f"{__package__}::my_op_backward", mutates_args=())
-def my_op_backward_op(grad: Tensor, x: Tensor) -> Tensor:
-    return run_kernel(my_op_backward_kernel, grad, x)
-
-
-@my_op_backward_op.register_fake
-def _(grad, x):
-    return x.new_empty(torch.broadcast_shapes(grad.shape, x.shape))
-
-
-@my_op_backward_op.register_vmap
-def _(info, in_dims, grad, x):
-    return my_op_backward_op(*batch_first((grad, x), in_dims)), 0
-
-
-@torch.library.custom_op(f"{__package__}::my_op_jvp", mutates_args=())
-def my_op_jvp_op(tangent: Tensor, x: Tensor) -> Tensor:
-    return run_kernel(my_op_jvp_kernel, tangent, x)
-
-
-@my_op_jvp_op.register_fake
-def _(tangent, x):
-    return x.new_empty(torch.broadcast_shapes(tangent.shape, x.shape))
-
-
-@my_op_jvp_op.register_vmap
-def _(info, in_dims, tangent, x):
-    return my_op_jvp_op(*batch_first((tangent, x), in_dims)), 0
-
-
-@torch.library.custom_op(f"{__package__}::my_op_curvature", mutates_args=())
-def my_op_curvature_op(grad: Tensor, direction: Tensor, x: Tensor) -> Tensor:
-    return run_kernel(my_op_curvature_kernel, grad, direction, x)
-
-
-@my_op_curvature_op.register_fake
-def _(grad, direction, x):
-    return x.new_empty(torch.broadcast_shapes(grad.shape, direction.shape, x.shape))
-
-
-@my_op_curvature_op.register_vmap
-def _(info, in_dims, grad, direction, x):
-    return my_op_curvature_op(*batch_first((grad, direction, x), in_dims)), 0
-
-
-for op in (my_op_forward_op, my_op_backward_op, my_op_jvp_op, my_op_curvature_op):
-    run_in_float32_under_autocast(op)
+# One custom op per kernel, with its fake, vmap rule and autocast (see `kernel_op`). Each
+# output has the broadcast shape of the op's tensor arguments, as elementwise ops have.
+my_op_forward_op = kernel_op(
+    f"{__package__}::my_op_forward", "(Tensor x) -> Tensor", my_op_kernel, check=lambda x: check_float("my_op", "x", x)
+)
+my_op_backward_op = kernel_op(
+    f"{__package__}::my_op_backward", "(Tensor grad, Tensor x) -> Tensor", my_op_backward_kernel
+)
+my_op_jvp_op = kernel_op(f"{__package__}::my_op_jvp", "(Tensor tangent, Tensor x) -> Tensor", my_op_jvp_kernel)
+my_op_curvature_op = kernel_op(
+    f"{__package__}::my_op_curvature", "(Tensor grad, Tensor direction, Tensor x) -> Tensor", my_op_curvature_kernel
+)
 
 
 # Each derivative is an autograd.Function of its own, so that differentiating it again
@@ -263,7 +200,7 @@ register_public_op(__package__, "my_op", "(Tensor x) -> Tensor", _apply)
 
 
 def my_op(x: Tensor) -> Tensor:
-    """Your op on a float tensor of shape (..., H, W). Placeholder: sin(x), same shape and dtype.
+    """Your op on a float tensor of any shape. Placeholder: sin(x), same shape and dtype.
 
     float16 and bfloat16 are computed in float32; under autocast the result is float32.
     """

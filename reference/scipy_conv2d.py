@@ -23,13 +23,11 @@ from torch import Tensor, nn
 from ._boundary import (
     FLOAT_DTYPES,
     ArrayBackend,
-    batch_first,
     check_image,
     check_like,
     check_tensor,
+    kernel_op,
     register_public_op,
-    run_in_float32_under_autocast,
-    run_kernel,
 )
 
 # Up to this many taps (or outputs), shifted multiply-adds beat three FFTs.
@@ -85,7 +83,7 @@ def _correlate_by_fft(backend, x, w, out_h, out_w):
 
 
 # ----------------------------------------------------------------------------
-# 2. PyTorch plumbing: the custom op with its fake and vmap rule, and autograd.
+# 2. PyTorch plumbing: the custom op for the kernel, and autograd.
 #    The autograd.Function is what torch.func (grad, jacrev, jvp) needs.
 # ----------------------------------------------------------------------------
 
@@ -102,27 +100,22 @@ def _check(input, weight):
         )
 
 
-@torch.library.custom_op(f"{__package__}::scipy_conv2d_forward", mutates_args=())
-def scipy_conv2d_forward_op(input: Tensor, weight: Tensor) -> Tensor:
-    _check(input, weight)
-    return run_kernel(scipy_conv2d_kernel, input, weight)
-
-
-@scipy_conv2d_forward_op.register_fake
-def _(input, weight):
-    _check(input, weight)
+def _valid_output(input, weight):
+    """The fake: the output's shape, (..., H - kH + 1, W - kW + 1), without computing it."""
     batch = torch.broadcast_shapes(input.shape[:-2], weight.shape[:-2])
     height = input.shape[-2] - weight.shape[-2] + 1
     width = input.shape[-1] - weight.shape[-1] + 1
     return input.new_empty(*batch, height, width)
 
 
-@scipy_conv2d_forward_op.register_vmap
-def _(info, in_dims, input, weight):
-    return scipy_conv2d_forward_op(*batch_first((input, weight), in_dims)), 0
-
-
-run_in_float32_under_autocast(scipy_conv2d_forward_op)
+# The custom op, with its check, fake, vmap rule and autocast (see `kernel_op`).
+scipy_conv2d_forward_op = kernel_op(
+    f"{__package__}::scipy_conv2d_forward",
+    "(Tensor input, Tensor weight) -> Tensor",
+    scipy_conv2d_kernel,
+    check=_check,
+    fake=_valid_output,
+)
 
 
 class ScipyConv2dFunction(torch.autograd.Function):

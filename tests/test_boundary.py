@@ -10,7 +10,7 @@ import torch
 from conftest import needs_cuda, needs_cupy, round_trip
 
 from reference import _boundary
-from reference._boundary import batch_first, host_round_trip, run_kernel
+from reference._boundary import batch_first, host_round_trip, kernel_op, run_kernel
 
 
 def recording_kernel(seen: dict):
@@ -113,6 +113,39 @@ def test_round_trip_warning_names_a_partial_kernel(monkeypatch):
 
     with pytest.warns(RuntimeWarning, match="^scaled: cuda tensors are copied"):
         _boundary._warn_round_trip(functools.partial(scaled, scale=2.0), torch.device("cuda"))
+
+
+def scale_and_shift(backend, x, shift, factor):
+    return x * factor + shift, x * factor - shift
+
+
+def positive_factor(x, shift, factor):
+    if factor <= 0:
+        raise ValueError(f"scale_and_shift: factor must be positive, got {factor}")
+
+
+SCALE_AND_SHIFT = kernel_op(
+    "boundary_test::scale_and_shift",
+    "(Tensor x, Tensor shift, float factor) -> (Tensor, Tensor)",
+    scale_and_shift,
+    check=positive_factor,
+)
+
+
+def test_kernel_op_registers_a_complete_custom_op():
+    """Two outputs, a plain float, the default (broadcast) fake, the vmap rule and the check, on every path."""
+    x, shift = torch.randn(3, 4), torch.randn(4)
+    plus, minus = SCALE_AND_SHIFT(x, shift, 2.0)
+    torch.testing.assert_close((plus, minus), (x * 2 + shift, x * 2 - shift))
+    torch.library.opcheck(SCALE_AND_SHIFT, (x, shift, 2.0))
+    batched = torch.func.vmap(SCALE_AND_SHIFT, in_dims=(None, 0, None))(x, torch.randn(5, 4), 2.0)
+    assert [t.shape for t in batched] == [(5, 3, 4), (5, 3, 4)]
+    compiled = torch.compile(lambda x, s: SCALE_AND_SHIFT(x, s, 2.0)[0] * 1, fullgraph=True)
+    torch.testing.assert_close(compiled(x, shift), plus)
+    with pytest.raises(ValueError, match=r"^scale_and_shift: factor must be positive, got -1\.0"):
+        SCALE_AND_SHIFT(x, shift, -1.0)
+    with pytest.raises(Exception, match=r"scale_and_shift: factor must be positive, got -1\.0"):
+        torch.compile(lambda x, s: SCALE_AND_SHIFT(x, s, -1.0), fullgraph=True, dynamic=False)(x, shift)
 
 
 def test_round_trip_warns_once_per_kernel_and_names_the_extra(monkeypatch):
