@@ -194,16 +194,17 @@ def _warn_round_trip(kernel: Kernel, device: torch.device) -> None:
 def batch_first(args: tuple[Any, ...], in_dims: tuple[int | None, ...]) -> tuple[Any, ...]:
     """Moves each vmapped dim to the front, for an op that broadcasts leading dims.
 
-    A batched tensor gets singleton dims after its batch dim so that its logical
-    dims line up with those of the others; unbatched tensors broadcast as they are,
-    and plain values (hyperparameters, whose in_dim is None) pass through.
+    Every tensor gets singleton dims so that its logical dims line up with the
+    others' and it has a leading batch dim: the vmapped size, or 1 for an unbatched
+    tensor, which broadcasts. Plain values (hyperparameters, whose in_dim is None)
+    pass through.
     """
     pairs = list(zip(args, in_dims, strict=True))
     ndim = max(t.dim() - (d is not None) for t, d in pairs if isinstance(t, torch.Tensor))
     lined_up = []
     for t, d in pairs:
-        if d is not None:
-            t = t.movedim(d, 0)
+        if isinstance(t, torch.Tensor):
+            t = t.unsqueeze(0) if d is None else t.movedim(d, 0)
             t = t.reshape(t.shape[:1] + (1,) * (ndim + 1 - t.dim()) + t.shape[1:])
         lined_up.append(t)
     return tuple(lined_up)
@@ -266,7 +267,8 @@ def kernel_op(qualname: str, schema: str, kernel: Kernel, *, check=None, fake=No
     - a fake, for torch.compile and export: `fake(*args)`, or by default one output (or one
       per returned Tensor) in the broadcast shape of the tensor arguments, as elementwise ops have;
     - a vmap rule: vmapped dims move to the front (`batch_first`) and the kernel broadcasts
-      over them, so the kernel must treat leading dims as batch dims;
+      over them, so the kernel must treat leading dims as batch dims, and keep them in
+      every output;
     - float32 under autocast.
     """
     outputs = schema.split("->")[1].count("Tensor")
@@ -288,8 +290,15 @@ def kernel_op(qualname: str, schema: str, kernel: Kernel, *, check=None, fake=No
 
     op = torch.library.custom_op(qualname, implementation, mutates_args=(), schema=schema)
     op.register_fake(fake_with_check)
-    batched = 0 if "(" not in schema.split("->")[1] else (0,) * outputs
-    op.register_vmap(lambda info, in_dims, *args: (op(*batch_first(args, in_dims)), batched))
+
+    def vmap_rule(info, in_dims, *args):
+        # An output that no vmapped argument reaches has a batch dim of 1: expand it to the batch.
+        results = op(*batch_first(args, in_dims))
+        if isinstance(results, tuple):
+            return tuple(r.expand(info.batch_size, *r.shape[1:]) for r in results), (0,) * len(results)
+        return results.expand(info.batch_size, *results.shape[1:]), 0
+
+    op.register_vmap(vmap_rule)
     run_in_float32_under_autocast(op)
     return op
 

@@ -198,8 +198,8 @@ def test_warnings_policy_fails_on_ours_and_ignores_torch_internals():
     ("shapes", "in_dims", "expected"),
     [
         ([(4, 5, 6)], (1,), [(5, 4, 6)]),
-        ([(5, 6, 7), (3, 4)], (0, None), [(5, 6, 7), (3, 4)]),
-        ([(6, 7), (3, 5, 4)], (None, 1), [(6, 7), (5, 3, 4)]),
+        ([(5, 6, 7), (3, 4)], (0, None), [(5, 6, 7), (1, 3, 4)]),
+        ([(6, 7), (3, 5, 4)], (None, 1), [(1, 6, 7), (5, 3, 4)]),
         ([(2, 6, 7, 5), (5, 3, 4)], (3, 0), [(5, 2, 6, 7), (5, 1, 3, 4)]),
     ],
 )
@@ -211,7 +211,7 @@ def test_batch_first_lines_up_logical_dims(shapes, in_dims, expected):
 def test_batch_first_passes_plain_values_through():
     x, p = torch.randn(4, 5, 6), torch.randn(1)
     lined_up = batch_first((x, 0.5, p, "mode"), (1, None, None, None))
-    assert [getattr(a, "shape", a) for a in lined_up] == [(5, 4, 6), 0.5, (1,), "mode"]
+    assert [getattr(a, "shape", a) for a in lined_up] == [(5, 4, 6), 0.5, (1, 1, 1), "mode"]
 
 
 @pytest.mark.cuda

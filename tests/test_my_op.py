@@ -1,7 +1,12 @@
-"""my_op: values and gradients against native torch, and every way a PyTorch user calls it.
+"""my_op: values and derivatives against native torch, and every way a PyTorch user calls it.
 
-When you replace the kernels, replace `native` with a torch version of your op
-(or with a slow but obviously correct NumPy one) and keep every other test.
+The file has two parts.
+- The contract: what every op keeps, whatever its math. When you replace the kernels,
+  replace `native` (a torch version of your op, or a slow but obviously correct one) and
+  `inputs`, and keep these tests.
+- This op's design, at the bottom: checks of choices this op made (elementwise on any
+  shape, a weight that broadcasts, a float hyperparameter). Change or delete each one
+  where your op differs; each says when.
 """
 
 import pytest
@@ -11,26 +16,36 @@ from conftest import assert_matches, assert_stays_on_gpu, needs_cuda, needs_cupy
 from reference import MyOp, my_op
 
 
-def native(x):
-    return torch.sin(x)
+def native(x, weight, frequency=1.0):
+    return weight * torch.sin(frequency * x)
 
 
-SHAPES = [(8, 8), (7, 9), (1, 1), (5, 1), (3, 4, 6), (2, 3, 5, 4)]
+def inputs(x_shape, weight_shape, dtype=torch.float64, device="cpu"):
+    """x, a learnable weight and the hyperparameter, as my_op takes them."""
+    return randn(*x_shape, dtype=dtype, device=device), randn(*weight_shape, dtype=dtype, device=device), 0.7
+
+
+# (x's shape, weight's shape): the weight broadcasts over x's batch.
+CASES = [((8, 8), (8,)), ((7, 9), (1,)), ((3, 4, 6), ()), ((2, 3, 5, 4), (5, 4)), ((5, 1), (5, 1))]
+
+# ----------------------------------------------------------------------------
+# The contract: every op keeps these.
+# ----------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("shape", SHAPES)
-def test_values_and_gradient_match_native(shape, dtype, device):
-    assert_matches(my_op, native, randn(*shape, dtype=dtype, device=device), **tolerances(dtype))
+@pytest.mark.parametrize(("x_shape", "weight_shape"), CASES)
+def test_values_and_gradients_match_native(x_shape, weight_shape, dtype, device):
+    assert_matches(my_op, native, *inputs(x_shape, weight_shape, dtype, device), **tolerances(dtype))
 
 
 def test_keeps_dtype(device):
     for dtype in (torch.float32, torch.float64):
-        x = randn(2, 7, 9, dtype=dtype, device=device)
-        y = my_op(x)
-        assert (y.dtype, y.device.type) == (dtype, device)
+        x, weight, frequency = inputs((2, 7, 9), (9,), dtype, device)
+        y = my_op(x, weight, frequency)
+        assert (y.dtype, y.shape, y.device.type) == (dtype, x.shape, device)
         y.sum().backward()
-        assert x.grad.dtype == dtype
+        assert x.grad.dtype == weight.grad.dtype == dtype
 
 
 @pytest.mark.parametrize("view", ["transpose", "step", "expand"])
@@ -38,82 +53,111 @@ def test_non_contiguous_input(view, device):
     base = randn(4, 10, 12, device=device)
     x = {"transpose": base.transpose(-1, -2), "step": base[:, ::2, 1::3], "expand": base[:1].expand(3, -1, -1)}[view]
     assert not x.is_contiguous()
-    assert_matches(my_op, native, x, **tolerances(x.dtype))
+    weight = randn(12, 2, device=device)[:, 0][: x.shape[-1]]
+    assert_matches(my_op, native, x, weight, 0.7)
 
 
-@pytest.mark.parametrize("shape", [(6, 8), (2, 3, 4)])
-def test_gradcheck_and_gradgradcheck(shape, device):
-    x = randn(*shape, device=device)
-    assert torch.autograd.gradcheck(my_op, (x,), check_forward_ad=True)
-    assert torch.autograd.gradgradcheck(my_op, (x,), check_fwd_over_rev=True, check_rev_over_rev=True)
+@pytest.mark.parametrize(("x_shape", "weight_shape"), [((6, 8), (8,)), ((2, 3, 4), ())])
+def test_gradcheck_and_gradgradcheck(x_shape, weight_shape, device):
+    x, weight, frequency = inputs(x_shape, weight_shape, device=device)
+
+    def op(x, weight):
+        return my_op(x, weight, frequency)
+
+    assert torch.autograd.gradcheck(op, (x, weight), check_forward_ad=True)
+    assert torch.autograd.gradgradcheck(op, (x, weight), check_fwd_over_rev=True, check_rev_over_rev=True)
 
 
 def test_forward_mode_matches_native(device):
-    x, tangent = torch.randn(2, 5, 6, dtype=torch.float64, device=device), torch.randn(2, 5, 6, dtype=torch.float64)
-    tangent = tangent.to(device)
-    torch.testing.assert_close(torch.func.jvp(my_op, (x,), (tangent,)), torch.func.jvp(native, (x,), (tangent,)))
-    torch.testing.assert_close(torch.func.jacfwd(my_op)(x[0]), torch.func.jacfwd(native)(x[0]))
-    with torch.autograd.forward_ad.dual_level():
-        dual = torch.autograd.forward_ad.make_dual(x, tangent)
-        ours = torch.autograd.forward_ad.unpack_dual(my_op(dual)).tangent
-        theirs = torch.autograd.forward_ad.unpack_dual(native(dual)).tangent
-    torch.testing.assert_close(ours, theirs)
+    x, weight, frequency = (t.detach() if isinstance(t, torch.Tensor) else t for t in inputs((2, 5, 6), (6,)))
+    x, weight = x.to(device), weight.to(device)
+    tangents = (torch.randn_like(x), torch.randn_like(weight))
+
+    def ours(x, weight):
+        return my_op(x, weight, frequency)
+
+    def theirs(x, weight):
+        return native(x, weight, frequency)
+
+    torch.testing.assert_close(
+        torch.func.jvp(ours, (x, weight), tangents), torch.func.jvp(theirs, (x, weight), tangents)
+    )
+    jacobians = torch.func.jacfwd(ours, argnums=(0, 1))(x[0], weight)
+    torch.testing.assert_close(jacobians, torch.func.jacfwd(theirs, argnums=(0, 1))(x[0], weight))
+    forward_ad = torch.autograd.forward_ad
+    with forward_ad.dual_level():
+        duals = forward_ad.make_dual(x, tangents[0]), forward_ad.make_dual(weight, tangents[1])
+        torch.testing.assert_close(
+            forward_ad.unpack_dual(ours(*duals)).tangent, forward_ad.unpack_dual(theirs(*duals)).tangent
+        )
 
 
-def test_second_derivatives_match_native(device):
-    x, weights = torch.randn(4, 5, dtype=torch.float64, device=device), torch.randn(4, 5, dtype=torch.float64)
-    weights = weights.to(device)
+@pytest.mark.parametrize("argnum", [0, 1], ids=["x", "weight"])
+def test_second_derivatives_match_native(argnum, device):
+    """Hessians forward over reverse, reverse over reverse and reverse over forward."""
+    x, weight = (
+        torch.randn(4, 5, dtype=torch.float64, device=device),
+        torch.randn(5, dtype=torch.float64, device=device),
+    )
 
     def loss(fn):
-        return lambda x: (fn(x) * weights).sum()
+        return lambda x, weight: fn(x, weight, 0.7).pow(2).sum()
 
-    torch.testing.assert_close(torch.func.hessian(loss(my_op))(x), torch.func.hessian(loss(native))(x))
-    rev_rev = torch.func.jacrev(torch.func.jacrev(loss(my_op)))(x)
-    torch.testing.assert_close(rev_rev, torch.func.jacrev(torch.func.jacrev(loss(native)))(x))
+    expected = torch.func.hessian(loss(native), argnums=argnum)(x, weight)
+    torch.testing.assert_close(torch.func.hessian(loss(my_op), argnums=argnum)(x, weight), expected)
+    rev_rev = torch.func.jacrev(torch.func.jacrev(loss(my_op), argnums=argnum), argnums=argnum)(x, weight)
+    torch.testing.assert_close(rev_rev, expected)
+    rev_fwd = torch.func.jacrev(torch.func.jacfwd(loss(my_op), argnums=argnum), argnums=argnum)(x, weight)
+    torch.testing.assert_close(rev_fwd, expected)
 
 
 def test_third_derivatives_raise_a_clear_error(device):
-    x = randn(4, 6, device=device)
-    (grad,) = torch.autograd.grad(my_op(x).pow(2).sum(), x, create_graph=True)
+    x, weight, frequency = inputs((4, 6), (6,), device=device)
+    (grad,) = torch.autograd.grad(my_op(x, weight, frequency).pow(2).sum(), x, create_graph=True)
     (second,) = torch.autograd.grad(grad.pow(2).sum(), x, create_graph=True)
     with pytest.raises(RuntimeError, match="my_op: third derivatives are not supported"):
         second.sum().backward()
 
 
 def test_output_owns_its_memory(device):
-    x = randn(4, 6, device=device)
-    y = my_op(x)
-    (grad,) = torch.autograd.grad(y.sum(), x)
-    assert len({t.untyped_storage().data_ptr() for t in (x, y, grad)}) == 3
+    x, weight, frequency = inputs((4, 6), (6,), device=device)
+    y = my_op(x, weight, frequency)
+    grads = torch.autograd.grad(y.sum(), (x, weight))
+    assert len({t.untyped_storage().data_ptr() for t in (x, weight, y, *grads)}) == 5
 
 
 @pytest.mark.parametrize("requires_grad", [False, True])
 def test_opcheck(requires_grad, device):
-    x = torch.randn(3, 5, 6, device=device, requires_grad=requires_grad)
-    torch.library.opcheck(torch.ops.reference.my_op, (x,))
-    torch.library.opcheck(torch.ops.reference.my_op_forward, (x.detach(),))
+    x, weight = torch.randn(3, 5, 6, device=device), torch.randn(6, device=device)
+    torch.library.opcheck(torch.ops.reference.my_op_forward, (x, weight, 0.7))
+    x.requires_grad_(requires_grad), weight.requires_grad_(requires_grad)
+    torch.library.opcheck(torch.ops.reference.my_op, (x, weight, 0.7))
 
 
 def test_opcheck_derivative_ops(device):
     """The derivative ops are checked on plain tensors; their Functions differentiate them."""
-    x, direction, grad = (torch.randn(3, 5, 6, device=device) for _ in range(3))
-    torch.library.opcheck(torch.ops.reference.my_op_backward, (grad, x))
-    torch.library.opcheck(torch.ops.reference.my_op_jvp, (direction, x))
-    torch.library.opcheck(torch.ops.reference.my_op_curvature, (grad, direction, x))
+    x, grad, x_direction = (torch.randn(3, 5, 6, device=device) for _ in range(3))
+    weight, weight_direction = torch.randn(6, device=device), torch.randn(6, device=device)
+    torch.library.opcheck(torch.ops.reference.my_op_backward, (grad, x, weight, 0.7))
+    torch.library.opcheck(torch.ops.reference.my_op_jvp, (x_direction, weight_direction, x, weight, 0.7))
+    torch.library.opcheck(torch.ops.reference.my_op_curvature, (grad, x_direction, weight_direction, x, weight, 0.7))
 
 
 def test_torch_ops_path_matches_the_function(device):
     """torch.ops.reference.my_op: values and derivatives, reverse and forward, eager and compiled."""
     op = torch.ops.reference.my_op
-    assert_matches(op, native, randn(5, 6, device=device))
-    compiled = torch.compile(lambda x: op(x) * 2, fullgraph=True)
-    assert_matches(compiled, lambda x: native(x) * 2, randn(5, 6, device=device))
-    x, tangent = torch.randn(5, 6, dtype=torch.float64, device=device), torch.randn(5, 6, dtype=torch.float64)
-    with torch.autograd.forward_ad.dual_level():
-        dual = torch.autograd.forward_ad.make_dual(x, tangent.to(device))
-        ours = torch.autograd.forward_ad.unpack_dual(op(dual)).tangent
-        theirs = torch.autograd.forward_ad.unpack_dual(native(dual)).tangent
-    torch.testing.assert_close(ours, theirs)
+    assert_matches(op, native, *inputs((5, 6), (6,), device=device))
+    compiled = torch.compile(lambda x, w, f: op(x, w, f) * 2, fullgraph=True)
+    assert_matches(compiled, lambda x, w, f: native(x, w, f) * 2, *inputs((5, 6), (6,), device=device))
+    x, weight = (
+        torch.randn(5, 6, dtype=torch.float64, device=device),
+        torch.randn(6, dtype=torch.float64, device=device),
+    )
+    forward_ad = torch.autograd.forward_ad
+    with forward_ad.dual_level():
+        dual = forward_ad.make_dual(x, torch.randn_like(x))
+        ours, theirs = op(dual, weight, 0.7), native(dual, weight, 0.7)
+        torch.testing.assert_close(forward_ad.unpack_dual(ours).tangent, forward_ad.unpack_dual(theirs).tangent)
 
 
 @pytest.mark.parametrize("transform", [torch.func.grad, torch.func.jacrev, torch.func.jacfwd])
@@ -122,21 +166,16 @@ def test_torch_ops_path_refuses_torch_func_derivatives(transform, device):
 
     vmap alone works: torch runs the op once per sample.
     """
-    x = torch.randn(3, 5, 6, dtype=torch.float64, device=device)
-    torch.testing.assert_close(torch.func.vmap(torch.ops.reference.my_op)(x), native(x))
+    x, weight = torch.randn(3, 5, 6, dtype=torch.float64, device=device), torch.randn(6, dtype=torch.float64)
+    weight = weight.to(device)
+    batched = torch.func.vmap(torch.ops.reference.my_op, in_dims=(0, None, None))(x, weight, 0.7)
+    torch.testing.assert_close(batched, native(x, weight, 0.7))
     with pytest.raises(RuntimeError, match=r"does not run under torch.func transforms .* call reference.my_op"):
-        transform(lambda x: torch.ops.reference.my_op(x).sum())(x)
-
-
-def test_export(device):
-    model = torch.nn.Sequential(torch.nn.Linear(8, 8), MyOp()).to(device)
-    x = torch.randn(2, 6, 8, device=device)
-    exported = torch.export.export(model, (x,)).module()
-    torch.testing.assert_close(exported(x), native(model[0](x)))
+        transform(lambda x: torch.ops.reference.my_op(x, weight, 0.7).sum())(x)
 
 
 def test_compile_fullgraph(device):
-    model = torch.nn.Sequential(torch.nn.Linear(8, 8), MyOp()).to(device)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 8), MyOp(8)).to(device)
     compiled = torch.compile(model, fullgraph=True)
     x = torch.randn(2, 6, 8, device=device)
     expected = model(x)
@@ -145,91 +184,153 @@ def test_compile_fullgraph(device):
     torch.testing.assert_close(grads, torch.autograd.grad(expected.sum(), list(model.parameters())))
 
 
-def test_vmap(device):
-    x = torch.randn(5, 3, 6, 7, device=device, dtype=torch.float64)
-    for in_dims in (0, 1, 3):
-        torch.testing.assert_close(torch.func.vmap(my_op, in_dims=in_dims)(x.movedim(0, in_dims)), native(x))
+def test_export(device):
+    model = torch.nn.Sequential(torch.nn.Linear(8, 8), MyOp(8, frequency=0.5)).to(device)
+    x = torch.randn(2, 6, 8, device=device)
+    torch.testing.assert_close(torch.export.export(model, (x,)).module()(x), model(x))
 
 
-def test_func_grad_and_jacrev(device):
-    x = torch.randn(4, 5, dtype=torch.float64, device=device)
+def test_vmap_over_either_input(device):
+    x, weights = torch.randn(4, 3, 6, dtype=torch.float64, device=device), torch.randn(5, 6, dtype=torch.float64)
+    weights = weights.to(device)
+    by_x = torch.func.vmap(my_op, in_dims=(1, None, None))(x.movedim(0, 1), weights[0], 0.7)
+    torch.testing.assert_close(by_x, native(x, weights[0], 0.7))
+    by_weight = torch.func.vmap(my_op, in_dims=(None, 0, None))(x, weights, 0.7)
+    torch.testing.assert_close(by_weight, torch.stack([native(x, w, 0.7) for w in weights]))
+    both = torch.func.vmap(my_op, in_dims=(0, 0, None))(x, weights[:4], 0.7)
+    torch.testing.assert_close(both, torch.stack([native(a, w, 0.7) for a, w in zip(x, weights, strict=False)]))
+
+
+def test_func_grad_jacrev_and_per_sample_gradients(device):
+    """Per-sample gradients of an unbatched weight: vmap over the batch of grad with respect to the weight."""
+    x, weight = torch.randn(4, 7, 6, dtype=torch.float64, device=device), torch.randn(6, dtype=torch.float64)
+    weight = weight.to(device)
+
+    def loss(fn, weight, x):
+        return fn(x, weight, 0.7).pow(2).sum()
+
     torch.testing.assert_close(
-        torch.func.grad(lambda x: my_op(x).sum())(x), torch.func.grad(lambda x: native(x).sum())(x)
+        torch.func.grad(loss, argnums=(1, 2))(my_op, weight, x),
+        torch.func.grad(loss, argnums=(1, 2))(native, weight, x),
     )
-    torch.testing.assert_close(torch.func.jacrev(my_op)(x), torch.func.jacrev(native)(x))
-
-
-BAD_INPUT = [
-    (
-        torch.ones(3, 4, dtype=torch.int64),
-        TypeError,
-        "x must be float16, bfloat16, float32 or float64, got torch.int64",
-    ),
-    (torch.ones(3, 4, dtype=torch.complex64), TypeError, "x must be .* got torch.complex64"),
-]
-
-
-@pytest.mark.parametrize(
-    ("x", "error", "message"), [*BAD_INPUT, ([[1.0]], TypeError, "x must be a torch.Tensor, got list")]
-)
-def test_bad_input(x, error, message):
-    with pytest.raises(error, match=f"^my_op: {message}"):
-        my_op(x)
-
-
-@pytest.mark.parametrize(("x", "error", "message"), BAD_INPUT)
-def test_every_path_refuses_bad_input_alike(x, error, message):
-    """torch.ops, eager and compiled, checks what the public function checks: the op and its fake do."""
-    with pytest.raises(error, match=f"^my_op: {message}"):
-        torch.ops.reference.my_op(x)
-    with pytest.raises(Exception, match=f"my_op: {message}"):
-        torch.compile(torch.ops.reference.my_op, fullgraph=True, dynamic=False)(x)
+    torch.testing.assert_close(
+        torch.func.jacrev(my_op, argnums=(0, 1))(x[0], weight, 0.7),
+        torch.func.jacrev(native, argnums=(0, 1))(x[0], weight, 0.7),
+    )
+    per_sample = torch.func.vmap(torch.func.grad(loss, argnums=1), in_dims=(None, None, 0))
+    torch.testing.assert_close(per_sample(my_op, weight, x), per_sample(native, weight, x))
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_half_precision_is_computed_in_float32(dtype, device):
-    x = torch.randn(3, 8, 6, device=device).to(dtype).requires_grad_()
-    assert_matches(my_op, lambda x: native(x.float()).to(dtype), x, rtol=1e-2, atol=1e-2)
-    compiled = torch.compile(lambda x: torch.ops.reference.my_op(x) * 2, fullgraph=True)
-    torch.testing.assert_close(compiled(x), my_op(x) * 2)
+    x, weight = (torch.randn(*shape, device=device).to(dtype).requires_grad_() for shape in ((3, 8, 6), (6,)))
+
+    def in_float32(x, weight, frequency):
+        return native(x.float(), weight.float(), frequency).to(dtype)
+
+    assert_matches(my_op, in_float32, x, weight, 0.7, rtol=1e-2, atol=1e-2)
 
 
 def test_autocast_runs_in_float32(device):
-    model = torch.nn.Sequential(torch.nn.Linear(6, 6), MyOp()).to(device)
+    model = torch.nn.Sequential(torch.nn.Linear(6, 6), MyOp(6)).to(device)
     x = torch.randn(4, 5, 6, device=device)
     with torch.autocast(device, dtype=torch.bfloat16):
         y = model(x)
     assert y.dtype == torch.float32
-    torch.testing.assert_close(y, native(model[0](x)), rtol=2e-2, atol=5e-2)
+    torch.testing.assert_close(y, native(model[0](x), model[1].weight), rtol=2e-2, atol=5e-2)
     y.sum().backward()
     assert all(p.grad is not None and p.grad.isfinite().all() for p in model.parameters())
 
 
-@pytest.mark.parametrize("shape", [(), (5,), (3, 0), (0,)])
-def test_any_shape(shape, device):
-    """An elementwise op takes any shape: 0-d, 1-d and empty included."""
-    assert_matches(my_op, native, randn(*shape, device=device))
-
-
 def test_empty_batch(device):
-    assert_matches(my_op, native, randn(3, 0, 8, 6, device=device))
-    torch.library.opcheck(torch.ops.reference.my_op, (torch.randn(0, 5, 6, device=device, requires_grad=True),))
+    assert_matches(my_op, native, *inputs((3, 0, 8, 6), (6,), device=device))
+    x, weight = torch.randn(0, 5, 6, device=device, requires_grad=True), torch.randn(6, device=device)
+    torch.library.opcheck(torch.ops.reference.my_op, (x, weight, 0.7))
+
+
+OP_BAD_INPUT = [
+    ((torch.ones(3, 4, dtype=torch.int64), torch.ones(4)), TypeError, "x must be float16, bfloat16, float32 or"),
+    ((torch.ones(3, 4, dtype=torch.complex64), torch.ones(4)), TypeError, "x must be .* got torch.complex64"),
+    ((torch.ones(3, 4), torch.ones(4, dtype=torch.float64)), TypeError, "weight must have the x's dtype torch.float32"),
+    ((torch.ones(3, 4), torch.ones(5)), ValueError, r"weight must broadcast with x's shape \(3, 4\), got shape \(5,\)"),
+]
+
+
+@pytest.mark.parametrize(
+    ("args", "error", "message"),
+    [
+        *OP_BAD_INPUT,
+        (([[1.0]], torch.ones(1)), TypeError, "x must be a torch.Tensor, got list"),
+        ((torch.ones(3), 2.0), TypeError, "weight must be a torch.Tensor, got float"),
+        ((torch.ones(3), torch.ones(3), "fast"), TypeError, "frequency must be a float, got str"),
+    ],
+)
+def test_bad_input(args, error, message):
+    with pytest.raises(error, match=f"^my_op: {message}"):
+        my_op(*args)
+
+
+@pytest.mark.parametrize(("args", "error", "message"), OP_BAD_INPUT)
+def test_every_path_refuses_bad_input_alike(args, error, message):
+    """torch.ops, eager and compiled, checks what the public function checks: the op and its fake do."""
+    with pytest.raises(error, match=f"^my_op: {message}"):
+        torch.ops.reference.my_op(*args, 0.7)
+    with pytest.raises(Exception, match=f"my_op: {message}"):
+        torch.compile(torch.ops.reference.my_op, fullgraph=True, dynamic=False)(*args, 0.7)
+
+
+def test_module():
+    module = MyOp(5, frequency=0.5)
+    assert dict(module.named_parameters()).keys() == {"weight"} and module.weight.shape == (5,)
+    assert repr(module) == "MyOp(features=5, frequency=0.5)"
+    x = torch.randn(3, 5)
+    torch.testing.assert_close(module(x), native(x, module.weight, 0.5))
+    with pytest.raises(TypeError, match=r"^MyOp: features must be an int, got float"):
+        MyOp(5.0)
+    with pytest.raises(ValueError, match=r"^MyOp: features must be positive, got 0"):
+        MyOp(0)
 
 
 @pytest.mark.cuda
 @needs_cuda
 def test_cuda_round_trip_matches_native():
     with round_trip():
-        assert_matches(my_op, native, randn(3, 6, 7, device="cuda"))
+        assert_matches(my_op, native, *inputs((3, 6, 7), (7,), device="cuda"))
 
 
 @pytest.mark.cuda
 @needs_cuda
 @needs_cupy
 def test_cuda_tensors_never_leave_the_gpu():
-    x = randn(2, 16, 16, device="cuda")
+    x, weight, frequency = inputs((2, 16, 16), (16,), device="cuda")
 
     def step():
-        my_op(x).sum().backward()
+        my_op(x, weight, frequency).sum().backward()
 
     assert_stays_on_gpu(step)
+
+
+# ----------------------------------------------------------------------------
+# This op's design: change or delete each test where your op differs.
+# ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("x_shape", "weight_shape"), [((), ()), ((5,), (5,)), ((3, 0), (1,)), ((0,), ())])
+def test_elementwise_on_any_shape(x_shape, weight_shape, device):
+    """An elementwise op takes any shape, 0-d and empty included. Delete if your op needs (..., H, W)."""
+    assert_matches(my_op, native, *inputs(x_shape, weight_shape, device=device))
+
+
+def test_module_weight_trains_to_a_target():
+    """The weight is learnable. Delete if your op has no parameter; change the target with the math."""
+    torch.manual_seed(0)
+    target = torch.tensor([0.5, -1.0, 2.0])
+    module = MyOp(3, frequency=0.9)
+    optimizer = torch.optim.Adam(module.parameters(), lr=0.05)
+    x = torch.randn(64, 3)
+    y = native(x, target, 0.9)
+    for _ in range(300):
+        optimizer.zero_grad()
+        (module(x) - y).pow(2).mean().backward()
+        optimizer.step()
+    torch.testing.assert_close(module.weight.detach(), target, atol=1e-2, rtol=0)

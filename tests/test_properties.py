@@ -5,7 +5,6 @@ is exact enough to hold for any draw (in float32, |rfft2|'s gradient Y/|Y| is as
 uncertain as the phase of a bin near 0).
 """
 
-import pytest
 import torch
 import torch.nn.functional as F
 from hypothesis import given, settings
@@ -28,10 +27,19 @@ def native_conv2d(input, weight):
     return out.reshape(*input.shape[:-2], *out.shape[-2:])
 
 
-NATIVE = {
-    bad_fft: lambda x: torch.fft.rfft2(x).abs(),
-    my_op: torch.sin,
-}
+def native_bad_fft(x):
+    return torch.fft.rfft2(x).abs()
+
+
+def native_my_op(x, weight, frequency):
+    return weight * torch.sin(frequency * x)
+
+
+def in_dtype(native, dtype, *inputs):
+    """Native's result for inputs in `dtype`: half precision is computed in float32, as the ops do."""
+    if dtype in (torch.float16, torch.bfloat16):
+        inputs = [t.float() if isinstance(t, torch.Tensor) else t for t in inputs]
+    return native(*inputs).to(dtype)
 
 
 @st.composite
@@ -67,15 +75,28 @@ def assert_derivatives_match(op, native, *inputs):
     torch.testing.assert_close(vjp(cotangent), native_vjp(cotangent))
 
 
-@pytest.mark.parametrize("op", list(NATIVE), ids=lambda op: op.__name__)
 @PROPERTY
 @given(x=images())
-def test_elementwise_and_fft_starters_match_native(op, x):
-    native = NATIVE[op]
-    expected = native(x.float()).to(x.dtype) if x.dtype in (torch.float16, torch.bfloat16) else native(x)
-    torch.testing.assert_close(op(x), expected, **TOLERANCE[x.dtype])
+def test_bad_fft_matches_native(x):
+    torch.testing.assert_close(bad_fft(x), in_dtype(native_bad_fft, x.dtype, x), **TOLERANCE[x.dtype])
     if x.dtype == torch.float64:
-        assert_derivatives_match(op, native, x)
+        assert_derivatives_match(bad_fft, native_bad_fft, x)
+
+
+@PROPERTY
+@given(x=images(), data=st.data())
+def test_my_op_matches_native(x, data):
+    """A weight whose shape is a suffix of x's, with some dims 1, and a frequency: all broadcast."""
+    suffix = data.draw(st.integers(0, x.dim()))
+    shape = [data.draw(st.sampled_from([1, n])) for n in x.shape[x.dim() - suffix :]]
+    weight = torch.randn(shape, generator=torch.Generator().manual_seed(len(shape)), dtype=torch.float64).to(x.dtype)
+    frequency = data.draw(st.floats(-3, 3))
+    expected = in_dtype(native_my_op, x.dtype, x, weight, frequency)
+    torch.testing.assert_close(my_op(x, weight, frequency), expected, **TOLERANCE[x.dtype])
+    if x.dtype == torch.float64:
+        assert_derivatives_match(
+            lambda x, w: my_op(x, w, frequency), lambda x, w: native_my_op(x, w, frequency), x, weight
+        )
 
 
 @PROPERTY
@@ -84,10 +105,7 @@ def test_conv2d_matches_native(x, data):
     kh, kw = data.draw(st.integers(1, x.shape[-2])), data.draw(st.integers(1, x.shape[-1]))
     weight = torch.randn(kh, kw, generator=torch.Generator().manual_seed(kh * 31 + kw), dtype=torch.float64)
     weight = weight.to(x.dtype)
-    if x.dtype in (torch.float16, torch.bfloat16):
-        expected = native_conv2d(x.float(), weight.float()).to(x.dtype)
-    else:
-        expected = native_conv2d(x, weight)
+    expected = in_dtype(native_conv2d, x.dtype, x, weight)
     # Half-precision inputs are rounded before the sum; scale the tolerance with the kernel's size.
     tolerance = {key: value * (kh * kw) ** 0.5 for key, value in TOLERANCE[x.dtype].items()}
     torch.testing.assert_close(scipy_conv2d(x, weight), expected, **tolerance)
