@@ -1,11 +1,32 @@
-"""Formats the project's Python for the names you chose, and prints what to do next.
+"""Exports the op from the package, formats its files for the names you chose, and prints what to do next.
 
-The op's files come from the template under your names, and a longer or shorter name moves
-line breaks: ruff's formatter puts them where `ruff format --check` (CI, pre-commit) wants them.
+Rendering into an existing project (cookiecutter -f -s, see the README's "Several ops") writes only
+the new op's files; this hook then adds the op to the package's __init__.py. Names move line breaks,
+so ruff, where it is installed, formats the op's files as `ruff format --check` (CI, pre-commit) wants.
 """
 
 import shutil
 import subprocess
+from pathlib import Path
+
+PACKAGE_INIT = Path("src/{{ cookiecutter.package_name }}/__init__.py")
+OP_FILES = [
+    "src/{{ cookiecutter.package_name }}/{{ cookiecutter.op_name }}.py",
+    "tests/test_{{ cookiecutter.op_name }}.py",
+    "benchmarks/bench_{{ cookiecutter.op_name }}.py",
+]
+EXPORTS = ["{{ cookiecutter.class_name }}", "{{ cookiecutter.class_name }}Function", "{{ cookiecutter.op_name }}"]
+
+
+def export_the_op() -> None:
+    """Adds this op's import and names to __init__.py, which an earlier op's render already wrote."""
+    text = PACKAGE_INIT.read_text(encoding="utf-8")
+    if "from .{{ cookiecutter.op_name }} import" in text:
+        return
+    names = "".join(f'    "{name}",\n' for name in EXPORTS)
+    new_import = "from .{{ cookiecutter.op_name }} import " + ", ".join(EXPORTS) + "\n"
+    text = text.replace("\n__all__ = [\n", f"{new_import}\n__all__ = [\n{names}", 1)
+    PACKAGE_INIT.write_text(text, encoding="utf-8")
 
 
 def ruff() -> str | None:
@@ -16,9 +37,13 @@ def ruff() -> str | None:
     return find_ruff_bin()
 
 
+export_the_op()
 formatter = ruff()
 if formatter:
-    subprocess.run([formatter, "format", "--quiet", "--no-cache", "."], check=True)
+    files = [*OP_FILES, str(PACKAGE_INIT)]
+    # Sorts the imports and __all__ of __init__.py after an op joins, then formats.
+    subprocess.run([formatter, "check", "--quiet", "--no-cache", "--fix", "--select", "I,RUF022", *files], check=True)
+    subprocess.run([formatter, "format", "--quiet", "--no-cache", *files], check=True)
 
 print(
     """

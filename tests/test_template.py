@@ -399,3 +399,41 @@ def test_cruft_update_brings_a_template_change_into_projects(tmp_path):
         package = project / "src" / project.name.replace("-", "_")
         assert "# A comment that a later boundary adds." in (package / "_boundary.py").read_text(encoding="utf-8")
         run(*cruft, "check", cwd=project)
+
+
+def add_op_command(readme: str) -> list[str]:
+    """The generated README's command that adds an op to the project, as a list of arguments."""
+    block = re.search(r"## Several ops\n.*?```bash\n(.*?)```", readme, re.DOTALL).group(1)
+    (line,) = [line for line in block.splitlines() if line.startswith("cookiecutter ")]
+    return [arg for arg in line.split() if "=" not in arg]  # without the example's starter and names
+
+
+@pytest.mark.slow
+def test_a_second_op_joins_a_project_and_both_suites_pass(tmp_path):
+    """The generated README's way to add an op: render again into the project, keeping every existing file."""
+    project = render(tmp_path, **custom_names("conv2d"))
+    before = {path: path.read_bytes() for path in files(project)}
+    command = add_op_command((project / "README.md").read_text(encoding="utf-8"))
+    assert command[:2] == ["cookiecutter", "gh:org/torch-scipy-op"]
+    second = ["starter=blank", "op_name=acme_second", "class_name=AcmeSecond"]
+    result = run(sys.executable, "-m", "cookiecutter", str(REPO), *command[2:], *second, cwd=project)
+    assert "acme_second" in result.stdout
+    for path, content in before.items():  # nothing of the first op or the project changes, but the exports
+        if path.name != "__init__.py":
+            assert path.read_bytes() == content, path
+    package = project / "src/acme_ops"
+    assert {"acme_conv2d.py", "acme_second.py"} <= {p.name for p in package.iterdir()}
+    env = {**os.environ, "PYTHONPATH": str(project / "src")}
+    exports = "import acme_ops; print(sorted(acme_ops.__all__))"
+    assert run(sys.executable, "-c", exports, cwd=tmp_path, env=env).stdout.split() == [
+        "['AcmeConv2d',",
+        "'AcmeConv2dFunction',",
+        "'AcmeSecond',",
+        "'AcmeSecondFunction',",
+        "'acme_conv2d',",
+        "'acme_second']",
+    ]
+    run(sys.executable, "-m", "ruff", "check", "--no-cache", ".", cwd=project)
+    run(sys.executable, "-m", "ruff", "format", "--check", "--no-cache", ".", cwd=project)
+    suite = run(sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", cwd=project, env=env)
+    assert_suite_passes(suite, at_least=150)  # both ops' suites: about 100 and 50 tests
