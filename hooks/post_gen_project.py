@@ -18,15 +18,16 @@ OP_FILES = [
 EXPORTS = ["{{ cookiecutter.class_name }}", "{{ cookiecutter.class_name }}Function", "{{ cookiecutter.op_name }}"]
 
 
-def export_the_op() -> None:
-    """Adds this op's import and names to __init__.py, which an earlier op's render already wrote."""
+def export_the_op() -> bool:
+    """Adds this op's import and names to __init__.py, when an earlier op's render wrote it; says whether it did."""
     text = PACKAGE_INIT.read_text(encoding="utf-8")
     if "from .{{ cookiecutter.op_name }} import" in text:
-        return
+        return False
     names = "".join(f'    "{name}",\n' for name in EXPORTS)
     new_import = "from .{{ cookiecutter.op_name }} import " + ", ".join(EXPORTS) + "\n"
     text = text.replace("\n__all__ = [\n", f"{new_import}\n__all__ = [\n{names}", 1)
     PACKAGE_INIT.write_text(text, encoding="utf-8")
+    return True
 
 
 def ruff() -> str | None:
@@ -37,10 +38,12 @@ def ruff() -> str | None:
     return find_ruff_bin()
 
 
-export_the_op()
+joined_a_project = export_the_op()
 formatter = ruff()
 if formatter:
-    files = [*OP_FILES, str(PACKAGE_INIT)]
+    # A new project is formatted whole (its package name is in every file); an op that joins
+    # a project touches only its own files and the exports, never what the user wrote.
+    files = [*OP_FILES, str(PACKAGE_INIT)] if joined_a_project else ["."]
     # Sorts the imports and __all__ of __init__.py after an op joins, then formats.
     subprocess.run([formatter, "check", "--quiet", "--no-cache", "--fix", "--select", "I,RUF022", *files], check=True)
     subprocess.run([formatter, "format", "--quiet", "--no-cache", *files], check=True)
