@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ._boundary import ArrayBackend, check_float, check_like, check_tensor, kernel_op, register_public_op
+from ._boundary import FLOAT_DTYPES, ArrayBackend, check_float, check_like, check_tensor, kernel_op, register_public_op
 
 # ----------------------------------------------------------------------------
 # 1. Array kernels: NumPy/SciPy on the host, CuPy on CUDA. No torch here.
@@ -267,6 +267,8 @@ class MyOp(nn.Module):
             raise TypeError(f"MyOp: features must be an int, got {type(features).__name__}")
         if features < 1:
             raise ValueError(f"MyOp: features must be positive, got {features}")
+        if dtype is not None and dtype not in FLOAT_DTYPES:
+            raise TypeError(f"MyOp: dtype must be float16, bfloat16, float32 or float64, got {dtype}")
         self.frequency = float(frequency)
         self.weight = nn.Parameter(torch.ones(features, device=device, dtype=dtype))
 

@@ -1,4 +1,8 @@
-"""bad_fft: values and gradients against native torch, and every way a PyTorch user calls it."""
+"""bad_fft: values and gradients against native torch, and every way a PyTorch user calls it.
+
+The tests above the marked part at the bottom are the contract that every op keeps; the
+marked part checks this op's design, and each of its tests says what it is about.
+"""
 
 import pytest
 import torch
@@ -37,14 +41,6 @@ def test_non_contiguous_input(view, device):
     assert_matches(bad_fft, native, x, **tolerances(x.dtype))
 
 
-def test_zero_spectrum_has_zero_gradient(device):
-    """Where |Y| = 0 the gradient is 0, as torch.sgn has it, never NaN."""
-    x = torch.zeros(4, 6, dtype=torch.float64, device=device, requires_grad=True)
-    bad_fft(x).sum().backward()
-    assert torch.equal(x.grad, torch.zeros_like(x))
-    assert_matches(bad_fft, native, torch.ones(4, 6, dtype=torch.float64, device=device, requires_grad=True))
-
-
 @pytest.mark.parametrize("shape", [(6, 8), (5, 7), (2, 3, 4)])
 def test_gradcheck_and_gradgradcheck(shape, device):
     x = randn(*shape, device=device)
@@ -77,14 +73,6 @@ def test_second_derivatives_match_native(device):
     torch.testing.assert_close(rev_rev, torch.func.jacrev(torch.func.jacrev(loss(native)))(x))
     rev_fwd = torch.func.jacrev(torch.func.jacfwd(loss(bad_fft)))(x)
     torch.testing.assert_close(rev_fwd, torch.func.hessian(loss(native))(x))
-
-
-def test_third_derivatives_raise_a_clear_error(device):
-    x = randn(4, 6, device=device)
-    (grad,) = torch.autograd.grad(bad_fft(x).pow(2).sum(), x, create_graph=True)
-    (second,) = torch.autograd.grad(grad.pow(2).sum(), x, create_graph=True)
-    with pytest.raises(RuntimeError, match="bad_fft: third derivatives are not supported"):
-        second.sum().backward()
 
 
 def test_output_owns_its_memory(device):
@@ -170,12 +158,6 @@ def test_func_grad_and_jacrev(device):
     torch.testing.assert_close(per_sample[1], torch.func.grad(lambda x: native(x).pow(2).sum())(x))
 
 
-def test_module():
-    model = torch.nn.Sequential(BadFFT(), torch.nn.Flatten(), torch.nn.Linear(4 * 3, 2))
-    assert model(torch.randn(5, 4, 4)).shape == (5, 2)
-    assert list(BadFFT().parameters()) == []
-
-
 BAD_INPUT = [
     (torch.ones(5), ValueError, r"x must have at least 2 dims \(..., H, W\), got shape \(5,\)"),
     (torch.ones(3, 0), ValueError, r"x must have H and W of at least 1, got shape \(3, 0\)"),
@@ -235,13 +217,6 @@ def test_empty_batch(device):
     torch.library.opcheck(torch.ops.reference.bad_fft, (torch.randn(0, 5, 6, device=device, requires_grad=True),))
 
 
-@pytest.mark.parametrize("value", [float("inf"), float("-inf"), float("nan")])
-def test_inf_and_nan_give_native_pattern(value, device):
-    x = torch.randn(3, 5, 6, dtype=torch.float64, device=device)
-    x[1, 2, 3] = value
-    torch.testing.assert_close(bad_fft(x), native(x), equal_nan=True)
-
-
 @pytest.mark.cuda
 @needs_cuda
 def test_cuda_round_trip_matches_native():
@@ -259,3 +234,37 @@ def test_cuda_tensors_never_leave_the_gpu():
         bad_fft(x).sum().backward()
 
     assert_stays_on_gpu(step)
+
+
+# ----------------------------------------------------------------------------
+# This op's design: change or delete each test where your op differs.
+# ----------------------------------------------------------------------------
+
+
+def test_zero_spectrum_has_zero_gradient(device):
+    """Where |Y| = 0 the gradient is 0, as torch.sgn has it, never NaN."""
+    x = torch.zeros(4, 6, dtype=torch.float64, device=device, requires_grad=True)
+    bad_fft(x).sum().backward()
+    assert torch.equal(x.grad, torch.zeros_like(x))
+    assert_matches(bad_fft, native, torch.ones(4, 6, dtype=torch.float64, device=device, requires_grad=True))
+
+
+def test_third_derivatives_raise_a_clear_error(device):
+    x = randn(4, 6, device=device)
+    (grad,) = torch.autograd.grad(bad_fft(x).pow(2).sum(), x, create_graph=True)
+    (second,) = torch.autograd.grad(grad.pow(2).sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError, match="bad_fft: third derivatives are not supported"):
+        second.sum().backward()
+
+
+def test_module():
+    model = torch.nn.Sequential(BadFFT(), torch.nn.Flatten(), torch.nn.Linear(4 * 3, 2))
+    assert model(torch.randn(5, 4, 4)).shape == (5, 2)
+    assert list(BadFFT().parameters()) == []
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("-inf"), float("nan")])
+def test_inf_and_nan_give_native_pattern(value, device):
+    x = torch.randn(3, 5, 6, dtype=torch.float64, device=device)
+    x[1, 2, 3] = value
+    torch.testing.assert_close(bad_fft(x), native(x), equal_nan=True)

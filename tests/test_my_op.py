@@ -289,6 +289,8 @@ def test_module():
         MyOp(5.0)
     with pytest.raises(ValueError, match=r"^MyOp: features must be positive, got 0"):
         MyOp(0)
+    with pytest.raises(TypeError, match=r"^MyOp: dtype must be float16, bfloat16, float32 or float64, got torch.int64"):
+        MyOp(3, dtype=torch.int64)
 
 
 @pytest.mark.cuda

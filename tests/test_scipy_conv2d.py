@@ -1,4 +1,8 @@
-"""scipy_conv2d: values and gradients against native torch, and every way a PyTorch user calls it."""
+"""scipy_conv2d: values and gradients against native torch, and every way a PyTorch user calls it.
+
+The tests above the marked part at the bottom are the contract that every op keeps; the
+marked part checks this op's design, and each of its tests says what it is about.
+"""
 
 import pytest
 import torch
@@ -16,6 +20,8 @@ def native(input, weight, bias=None):
 
 # (input shape, kernel shape): tiny kernels take shifted multiply-adds, tiny outputs
 # per-output dot products, and the rest FFT correlation.
+
+
 CASES = [
     ((8, 8), (3, 3)),
     ((7, 9), (2, 4)),
@@ -37,14 +43,6 @@ def test_values_and_gradients_match_native(shape, kernel, dtype, device):
     if len(shape) > 2:
         bias = randn(1, dtype=dtype, device=device)
     assert_matches(scipy_conv2d, native, input, weight, bias, **tolerances(dtype))
-
-
-@pytest.mark.parametrize("bias_shape", [(), (1,), (1, 1)])
-def test_bias_shapes(bias_shape, device):
-    input, weight, bias = randn(2, 6, 7, device=device), randn(3, 2, device=device), randn(*bias_shape, device=device)
-    y = scipy_conv2d(input, weight, bias)
-    assert y.shape == (2, 4, 6)
-    assert_matches(scipy_conv2d, native, input, weight, bias)
 
 
 @pytest.mark.parametrize("view", ["transpose", "step", "expand", "flip"])
@@ -178,40 +176,10 @@ def test_func_grad_jacrev_and_per_sample_gradients(device):
     torch.testing.assert_close(hessian(scipy_conv2d, weight, input[0]), hessian(native, weight, input[0]))
 
 
-def test_module():
-    module = ScipyConv2d(3, 4)
-    assert dict(module.named_parameters()).keys() == {"weight", "bias"}
-    assert module.weight.shape == (3, 4) and module.bias.shape == (1,)
-    assert repr(module) == "ScipyConv2d(kernel_size=(3, 4), bias=True)"
-    assert module.weight.abs().max() <= 1 / 12**0.5
-    assert module(torch.randn(2, 8, 9)).shape == (2, 6, 6)
-    no_bias = ScipyConv2d(2, 2, bias=False, dtype=torch.float64)
-    assert no_bias.bias is None and no_bias.weight.dtype == torch.float64
-    assert "bias=False" in repr(no_bias)
-    torch.manual_seed(0)
-    before = no_bias.weight.detach().clone()
-    no_bias.reset_parameters()
-    assert not torch.equal(before, no_bias.weight)
-
-
-def test_module_trains():
-    torch.manual_seed(0)
-    target_kernel = torch.tensor([[1.0, -2.0], [0.5, 3.0]])
-    module = ScipyConv2d(2, 2)
-    optimizer = torch.optim.Adam(module.parameters(), lr=0.05)
-    x = torch.randn(16, 10, 10)
-    y = native(x, target_kernel) + 0.7
-    for _ in range(400):
-        optimizer.zero_grad()
-        loss = (module(x) - y).pow(2).mean()
-        loss.backward()
-        optimizer.step()
-    torch.testing.assert_close(module.weight.detach(), target_kernel, atol=1e-2, rtol=0)
-    torch.testing.assert_close(module.bias.detach(), torch.tensor([0.7]), atol=1e-2, rtol=0)
-
-
 F64 = torch.float64
 # Input the op itself refuses, on every path: the public function, torch.ops, compile.
+
+
 OP_BAD_INPUT = [
     ((torch.ones(5), torch.ones(2, 2)), ValueError, r"input must have at least 2 dims \(..., H, W\), got shape \(5,\)"),
     ((torch.ones(0, 4), torch.ones(2, 2)), ValueError, r"input must have H and W of at least 1, got shape \(0, 4\)"),
@@ -251,20 +219,6 @@ def test_every_path_refuses_bad_input_alike(args, error, message):
         torch.compile(torch.ops.reference.scipy_conv2d, fullgraph=True, dynamic=False)(*args)
 
 
-@pytest.mark.parametrize(
-    ("kh", "kw", "error"), [(0, 3, ValueError), (3, -1, ValueError), (2.0, 2, TypeError), (True, 2, TypeError)]
-)
-def test_module_bad_sizes(kh, kw, error):
-    with pytest.raises(error, match=r"^ScipyConv2d: k[hw] must be a(n int| positive int), got"):
-        ScipyConv2d(kh, kw)
-
-
-@pytest.mark.parametrize("dtype", [torch.int64, torch.complex64])
-def test_module_refuses_an_unsupported_dtype_when_built(dtype):
-    with pytest.raises(TypeError, match=r"^ScipyConv2d: dtype must be float16, bfloat16, float32 or float64"):
-        ScipyConv2d(3, 3, dtype=dtype)
-
-
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("kernel", [(2, 3), (7, 7)])  # by taps and by FFT
 def test_half_precision_is_computed_in_float32(dtype, kernel, device):
@@ -297,6 +251,86 @@ def test_empty_batch(device):
     torch.library.opcheck(torch.ops.reference.scipy_conv2d, (input, weight))
 
 
+@pytest.mark.cuda
+@needs_cuda
+def test_cuda_round_trip_matches_native():
+    input, weight, bias = randn(2, 9, 8, device="cuda"), randn(3, 4, device="cuda"), randn(1, device="cuda")
+    with round_trip():
+        assert_matches(scipy_conv2d, native, input, weight, bias)
+
+
+@pytest.mark.cuda
+@needs_cuda
+@needs_cupy
+@pytest.mark.parametrize("kernel", [3, 9])
+def test_cuda_tensors_never_leave_the_gpu(kernel):
+    input, weight = randn(2, 32, 32, device="cuda"), randn(kernel, kernel, device="cuda")
+
+    def step():
+        scipy_conv2d(input, weight).sum().backward()
+
+    assert_stays_on_gpu(step)
+
+
+# ----------------------------------------------------------------------------
+# This op's design: change or delete each test where your op differs.
+# ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bias_shape", [(), (1,), (1, 1)])
+def test_bias_shapes(bias_shape, device):
+    input, weight, bias = randn(2, 6, 7, device=device), randn(3, 2, device=device), randn(*bias_shape, device=device)
+    y = scipy_conv2d(input, weight, bias)
+    assert y.shape == (2, 4, 6)
+    assert_matches(scipy_conv2d, native, input, weight, bias)
+
+
+def test_module():
+    module = ScipyConv2d(3, 4)
+    assert dict(module.named_parameters()).keys() == {"weight", "bias"}
+    assert module.weight.shape == (3, 4) and module.bias.shape == (1,)
+    assert repr(module) == "ScipyConv2d(kernel_size=(3, 4), bias=True)"
+    assert module.weight.abs().max() <= 1 / 12**0.5
+    assert module(torch.randn(2, 8, 9)).shape == (2, 6, 6)
+    no_bias = ScipyConv2d(2, 2, bias=False, dtype=torch.float64)
+    assert no_bias.bias is None and no_bias.weight.dtype == torch.float64
+    assert "bias=False" in repr(no_bias)
+    torch.manual_seed(0)
+    before = no_bias.weight.detach().clone()
+    no_bias.reset_parameters()
+    assert not torch.equal(before, no_bias.weight)
+
+
+def test_module_trains():
+    torch.manual_seed(0)
+    target_kernel = torch.tensor([[1.0, -2.0], [0.5, 3.0]])
+    module = ScipyConv2d(2, 2)
+    optimizer = torch.optim.Adam(module.parameters(), lr=0.05)
+    x = torch.randn(16, 10, 10)
+    y = native(x, target_kernel) + 0.7
+    for _ in range(400):
+        optimizer.zero_grad()
+        loss = (module(x) - y).pow(2).mean()
+        loss.backward()
+        optimizer.step()
+    torch.testing.assert_close(module.weight.detach(), target_kernel, atol=1e-2, rtol=0)
+    torch.testing.assert_close(module.bias.detach(), torch.tensor([0.7]), atol=1e-2, rtol=0)
+
+
+@pytest.mark.parametrize(
+    ("kh", "kw", "error"), [(0, 3, ValueError), (3, -1, ValueError), (2.0, 2, TypeError), (True, 2, TypeError)]
+)
+def test_module_bad_sizes(kh, kw, error):
+    with pytest.raises(error, match=r"^ScipyConv2d: k[hw] must be a(n int| positive int), got"):
+        ScipyConv2d(kh, kw)
+
+
+@pytest.mark.parametrize("dtype", [torch.int64, torch.complex64])
+def test_module_refuses_an_unsupported_dtype_when_built(dtype):
+    with pytest.raises(TypeError, match=r"^ScipyConv2d: dtype must be float16, bfloat16, float32 or float64"):
+        ScipyConv2d(3, 3, dtype=dtype)
+
+
 @pytest.mark.parametrize(("shape", "kernel"), [((12, 12), (3, 3)), ((6, 6), (4, 4)), ((12, 12), (5, 5))])
 @pytest.mark.parametrize("value", [float("inf"), float("nan")])
 def test_inf_and_nan_stay_in_the_windows_that_hold_them(shape, kernel, value, device):
@@ -319,24 +353,3 @@ def test_float32_keeps_its_digits_where_outputs_are_small(device):
     output, exact = scipy_conv2d(input, weight), native(input.double(), weight.double())
     relative = ((output.double() - exact).abs() / exact.abs()).max()
     assert relative < 1e-5
-
-
-@pytest.mark.cuda
-@needs_cuda
-def test_cuda_round_trip_matches_native():
-    input, weight, bias = randn(2, 9, 8, device="cuda"), randn(3, 4, device="cuda"), randn(1, device="cuda")
-    with round_trip():
-        assert_matches(scipy_conv2d, native, input, weight, bias)
-
-
-@pytest.mark.cuda
-@needs_cuda
-@needs_cupy
-@pytest.mark.parametrize("kernel", [3, 9])
-def test_cuda_tensors_never_leave_the_gpu(kernel):
-    input, weight = randn(2, 32, 32, device="cuda"), randn(kernel, kernel, device="cuda")
-
-    def step():
-        scipy_conv2d(input, weight).sum().backward()
-
-    assert_stays_on_gpu(step)
