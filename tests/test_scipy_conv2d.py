@@ -1,7 +1,7 @@
 """scipy_conv2d: values and gradients against native torch, and every way a PyTorch user calls it.
 
 The tests above the marked part at the bottom are the contract that every op keeps; the
-marked part checks this op's design, and each of its tests says what it is about.
+marked part checks choices of this op's design: change or delete those where your op differs.
 """
 
 import pytest
