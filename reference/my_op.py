@@ -253,7 +253,8 @@ def my_op(x: Tensor, weight: Tensor, frequency: float = 1.0) -> Tensor:
     """
     check_tensor("my_op", "x", x)
     check_tensor("my_op", "weight", weight)
-    if not isinstance(frequency, int | float) or isinstance(frequency, bool):
+    # A tuple, not int | float: torch.compile before 2.10 cannot trace isinstance with a union.
+    if not isinstance(frequency, (int, float)) or isinstance(frequency, bool):
         raise TypeError(f"my_op: frequency must be a float, got {type(frequency).__name__}")
     return _apply(x, weight, float(frequency))
 
