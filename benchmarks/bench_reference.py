@@ -1,6 +1,7 @@
 """Both reference ops against native torch and the tutorial's ops, forward plus backward, in one process.
 
-Then, on the CPU, each op's per-call overhead: the op's forward plus backward on
+Then bad_fft once more, in a process that has run the conv2d cases, and on
+the CPU each op's per-call overhead: the op's forward plus backward on
 a 32x32 input, less the same kernels called on bare arrays.
 
 python -m benchmarks.bench_reference [--device cpu] [--min-run-time 0.2]
@@ -66,5 +67,9 @@ if __name__ == "__main__":
             steps["tutorial"] = fwd_bwd(tutorial)
         print(f"## {op.__name__}\n")
         compare(bench.cases(args.device), steps, bench.native, min_run_time=args.min_run_time)
+    # A process that has done other work (allocations, FFT plans, threads) must keep the ratios.
+    print("## bad_fft again, after the scipy_conv2d cases\n")
+    steps = contenders(bench_bad_fft.native, bad_fft, args.device)
+    compare(bench_bad_fft.cases(args.device), steps, bench_bad_fft.native, min_run_time=args.min_run_time)
     if args.device == "cpu":
         print_overheads()

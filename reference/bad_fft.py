@@ -15,10 +15,11 @@ kernel of its own, so jvp, double backward and hessians work too.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ._boundary import ArrayBackend, check_image, check_tensor, kernel_op, register_public_op
+from ._boundary import ArrayBackend, check_image, check_tensor, function_applier, kernel_op, register_public_op
 
 # ----------------------------------------------------------------------------
 # 1. Array kernels: NumPy/SciPy on the host, CuPy on CUDA. No torch here.
@@ -29,20 +30,20 @@ def bad_fft_kernel(backend: ArrayBackend, x):
     """|rfft2(x)| over the last two dims."""
     xp = backend.xp
     magnitude = xp.abs(backend.rfft2(x))
+    if xp is not np:  # CuPy's FFT is cuFFT, native torch's own on CUDA: its Inf and NaN pattern is native's
+        return magnitude
     # One Inf or NaN reaches every bin of its image, but FFT libraries differ on Inf - Inf: pocketfft
-    # gives NaN where native torch gives Inf. As native: an image with a NaN is all NaN, else one
-    # with an Inf is all Inf.
-    finite = xp.isfinite(x).all(axis=(-2, -1))
-    if not finite.all():
-        magnitude[~finite] = xp.inf
-        magnitude[xp.isnan(x).any(axis=(-2, -1))] = xp.nan
-    return magnitude
+    # gives NaN where native torch on the CPU gives Inf. As native: an image with a NaN is all NaN,
+    # else one with an Inf is all Inf.
+    finite = xp.isfinite(x).all(axis=(-2, -1), keepdims=True)
+    has_nan = xp.isnan(x).any(axis=(-2, -1), keepdims=True)
+    nan, inf = magnitude.dtype.type(xp.nan), magnitude.dtype.type(xp.inf)
+    return xp.where(finite, magnitude, xp.where(has_nan, nan, inf))
 
 
 def bad_fft_backward_kernel(backend: ArrayBackend, grad, x):
     """The gradient of |rfft2(x)| with respect to x, given the output's gradient."""
-    spectrum, magnitude = _spectrum(backend, x)
-    return _adjoint(backend, spectrum * (grad / magnitude), x.shape)
+    return _adjoint(backend, backend.fuse(_times_phase)(grad, backend.rfft2(x)), x.shape)
 
 
 def bad_fft_jvp_kernel(backend: ArrayBackend, tangent, x):
@@ -61,11 +62,21 @@ def bad_fft_curvature_kernel(backend: ArrayBackend, grad, direction, x):
     return _adjoint(backend, 1j * spectrum * turn, x.shape)
 
 
+def _times_phase(xp, grad, spectrum):
+    """grad · Y / |Y|, elementwise: one fused kernel on the GPU (see `ArrayBackend.fuse`)."""
+    magnitude = xp.abs(spectrum)
+    return spectrum * (grad / _nonzero(magnitude))
+
+
 def _spectrum(backend, x):
-    """rfft2(x) and |rfft2(x)|, with 1 where |Y| = 0: Y itself is 0 there, so every formula gives 0, not 0/0."""
+    """rfft2(x) and |rfft2(x)|, with 1 where |Y| = 0 (see `_nonzero`)."""
     spectrum = backend.rfft2(x)
-    magnitude = backend.xp.abs(spectrum)
-    return spectrum, backend.xp.where(magnitude > 0, magnitude, magnitude.dtype.type(1))
+    return spectrum, _nonzero(backend.xp.abs(spectrum))
+
+
+def _nonzero(magnitude):
+    """|Y| with 1 where it is 0: Y itself is 0 there, so every formula gives 0, not 0/0."""
+    return magnitude + (magnitude == 0)
 
 
 def _adjoint(backend, half_spectrum, shape):
@@ -141,12 +152,6 @@ class BadFFTFunction(torch.autograd.Function):
     def jvp(ctx, tangent):
         (x,) = ctx.saved_tensors
         return _BadFFTJvp.apply(tangent.to(x.dtype), x)
-
-
-class _BadFFTForCompile(BadFFTFunction):
-    """BadFFTFunction without its jvp: Dynamo refuses a custom jvp under fullgraph (torch 2.13, 2.14)."""
-
-    jvp = torch.autograd.Function.jvp
 
 
 class _BadFFTBackward(torch.autograd.Function):
@@ -228,11 +233,7 @@ class _BadFFTCurvature(torch.autograd.Function):
         raise RuntimeError("bad_fft: third derivatives are not supported; first and second derivatives are")
 
 
-def _apply(x: Tensor) -> Tensor:
-    # torch.compile traces the Function without jvp; compiled code runs no forward-mode AD.
-    return (_BadFFTForCompile if torch.compiler.is_compiling() else BadFFTFunction).apply(x)
-
-
+_apply = function_applier(BadFFTFunction)
 register_public_op(__package__, "bad_fft", "(Tensor x) -> Tensor", _apply)
 
 

@@ -22,7 +22,16 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ._boundary import FLOAT_DTYPES, ArrayBackend, check_float, check_like, check_tensor, kernel_op, register_public_op
+from ._boundary import (
+    FLOAT_DTYPES,
+    ArrayBackend,
+    check_float,
+    check_like,
+    check_tensor,
+    function_applier,
+    kernel_op,
+    register_public_op,
+)
 
 # ----------------------------------------------------------------------------
 # 1. Array kernels: NumPy/SciPy on the host, CuPy on CUDA. No torch here.
@@ -143,12 +152,6 @@ class MyOpFunction(torch.autograd.Function):
         return _MyOpJvp.apply(*_tangents((x_tangent, weight_tangent), x, weight), x, weight, ctx.frequency)
 
 
-class _MyOpForCompile(MyOpFunction):
-    """MyOpFunction without its jvp: Dynamo refuses a custom jvp under fullgraph (torch 2.13, 2.14)."""
-
-    jvp = torch.autograd.Function.jvp
-
-
 class _MyOpBackward(torch.autograd.Function):
     """(grad_x, grad_weight) = backward(grad, x, weight), linear in grad."""
 
@@ -230,11 +233,7 @@ class _MyOpCurvature(torch.autograd.Function):
         raise RuntimeError("my_op: third derivatives are not supported; first and second derivatives are")
 
 
-def _apply(x: Tensor, weight: Tensor, frequency: float) -> Tensor:
-    # torch.compile traces the Function without jvp; compiled code runs no forward-mode AD.
-    return (_MyOpForCompile if torch.compiler.is_compiling() else MyOpFunction).apply(x, weight, frequency)
-
-
+_apply = function_applier(MyOpFunction)
 register_public_op(__package__, "my_op", "(Tensor x, Tensor weight, float frequency=1.0) -> Tensor", _apply)
 
 

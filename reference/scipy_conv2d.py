@@ -26,6 +26,7 @@ from ._boundary import (
     check_image,
     check_like,
     check_tensor,
+    function_applier,
     kernel_op,
     register_public_op,
 )
@@ -164,18 +165,7 @@ class ScipyConv2dFunction(torch.autograd.Function):
         return sum(terms[1:], terms[0])
 
 
-class _ScipyConv2dForCompile(ScipyConv2dFunction):
-    """ScipyConv2dFunction without its jvp: Dynamo refuses a custom jvp under fullgraph (torch 2.13, 2.14)."""
-
-    jvp = torch.autograd.Function.jvp
-
-
-def _apply(input: Tensor, weight: Tensor) -> Tensor:
-    # torch.compile traces the Function without jvp; compiled code runs no forward-mode AD.
-    function = _ScipyConv2dForCompile if torch.compiler.is_compiling() else ScipyConv2dFunction
-    return function.apply(input, weight)
-
-
+_apply = function_applier(ScipyConv2dFunction)
 register_public_op(__package__, "scipy_conv2d", "(Tensor input, Tensor weight) -> Tensor", _apply)
 
 

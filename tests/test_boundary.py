@@ -148,6 +148,17 @@ def test_kernel_op_registers_a_complete_custom_op():
         torch.compile(lambda x, s: SCALE_AND_SHIFT(x, s, -1.0), fullgraph=True, dynamic=False)(x, shift)
 
 
+def test_kernel_op_computes_for_inputs_that_require_grad_and_refuses_to_backpropagate():
+    """As an exported program calls it: values, and a clear error from .backward() instead of no gradient."""
+    x, shift = torch.randn(3, 4, requires_grad=True), torch.randn(4)
+    plus, minus = SCALE_AND_SHIFT(x, shift, 2.0)
+    torch.testing.assert_close((plus, minus), (x.detach() * 2 + shift, x.detach() * 2 - shift))
+    with pytest.raises(RuntimeError, match=r"^torch\.ops\.boundary_test\.scale_and_shift has no derivative of its own"):
+        (plus + minus).sum().backward()
+    with torch.no_grad():
+        assert not SCALE_AND_SHIFT(x, shift, 2.0)[0].requires_grad
+
+
 def test_round_trip_warns_once_per_kernel_and_names_the_extra(monkeypatch):
     monkeypatch.setattr(_boundary, "_warned_round_trip", set())
     cuda = torch.device("cuda")
@@ -239,3 +250,30 @@ def test_host_round_trip_on_request():
         y = run_kernel(recording_kernel(seen), x)
     assert seen["backend"] is _boundary.NUMPY and y.device == x.device
     torch.testing.assert_close(y, x * 2)
+
+
+def scaled_hypot(xp, a, b, scale):
+    """An elementwise body with two arrays and a plain number, as `ArrayBackend.fuse` takes."""
+    return xp.sqrt(a * a + b * b) * scale
+
+
+def test_fuse_on_numpy_runs_the_body_as_written():
+    a, b = np.random.rand(3, 4).astype(np.float32), np.random.rand(4).astype(np.float32)
+    fused = _boundary.NUMPY.fuse(scaled_hypot)(a, b, 0.5)
+    np.testing.assert_array_equal(fused, scaled_hypot(np, a, b, 0.5))
+    assert fused.dtype == np.float32
+
+
+@pytest.mark.cuda
+@needs_cuda
+@needs_cupy
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_fuse_on_cupy_matches_the_unfused_body(dtype):
+    """One fused kernel gives the values and dtype of the same body run op by op."""
+    cupy = _boundary.cupy
+    a, b = cupy.random.rand(3, 4).astype(dtype), cupy.random.rand(4).astype(dtype)
+    fused = _boundary.CUPY.fuse(scaled_hypot)
+    assert fused is _boundary.CUPY.fuse(scaled_hypot)  # compiled once
+    result, reference = fused(a, b, 0.5), scaled_hypot(cupy, a, b, 0.5)
+    assert result.dtype == reference.dtype == dtype
+    cupy.testing.assert_allclose(result, reference, rtol=1e-6)

@@ -174,9 +174,11 @@ def test_torch_ops_path_refuses_torch_func_derivatives(transform, device):
         transform(lambda x: torch.ops.reference.my_op(x, weight, 0.7).sum())(x)
 
 
-def test_compile_fullgraph(device):
+@pytest.mark.parametrize("mode", [None, "reduce-overhead"])
+def test_compile_fullgraph(mode, device):
+    """Also with CUDA graphs ("reduce-overhead"), which leave out the op: it is tagged cudagraph_unsafe."""
     model = torch.nn.Sequential(torch.nn.Linear(8, 8), MyOp(8)).to(device)
-    compiled = torch.compile(model, fullgraph=True)
+    compiled = torch.compile(model, fullgraph=True, mode=mode)
     x = torch.randn(2, 6, 8, device=device)
     expected = model(x)
     torch.testing.assert_close(compiled(x), expected)

@@ -132,9 +132,11 @@ def test_export(device):
     torch.testing.assert_close(torch.export.export(model, (x,)).module()(x), model(x))
 
 
-def test_compile_fullgraph(device):
+@pytest.mark.parametrize("mode", [None, "reduce-overhead"])
+def test_compile_fullgraph(mode, device):
+    """Also with CUDA graphs ("reduce-overhead"), which leave out the op: it is tagged cudagraph_unsafe."""
     model = torch.nn.Sequential(ScipyConv2d(3, 3), torch.nn.ReLU(), ScipyConv2d(5, 5)).to(device)
-    compiled = torch.compile(model, fullgraph=True)
+    compiled = torch.compile(model, fullgraph=True, mode=mode)
     x = torch.randn(2, 12, 12, device=device)
     expected = model(x)
     torch.testing.assert_close(compiled(x), expected, **tolerances(torch.float32))

@@ -1,0 +1,153 @@
+"""Where one forward plus backward spends its fixed cost, layer by layer, on a small input.
+
+Each op runs once under a dispatch mode that records its custom-op calls, and once
+with `run_kernel` recording its kernels' calls. Then five depths are timed, each the
+same forward plus backward with fewer layers:
+
+    public      the public function, .backward() through the autograd engine
+    _apply      the same without the public function's checks
+    ops         the recorded custom-op calls, replayed through the dispatcher
+    run_kernel  the recorded kernel calls through the boundary (tensors in, tensors out)
+    kernels     the same kernels on NumPy arrays
+
+The layers are the differences. Depths are timed in interleaved rounds and each
+keeps its fastest round, so a burst of noise on a shared machine does not land on
+one layer. A bare `x.sin()` forward plus backward is timed beside them, as the yardstick.
+
+python -m benchmarks.breakdown [--size 32] [--rounds 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+from collections.abc import Callable
+
+import torch
+from torch.utils import benchmark
+from torch.utils._python_dispatch import TorchDispatchMode
+
+import reference
+from reference import _boundary, bad_fft, my_op, scipy_conv2d
+
+from benchmarks.compare import environment
+
+
+class _RecordOps(TorchDispatchMode):
+    """Records each call of this package's custom ops, with its arguments."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func.namespace == reference.__name__:
+            self.calls.append((func, args))
+        return func(*args, **(kwargs or {}))
+
+
+@contextlib.contextmanager
+def _record_kernels(calls: list):
+    run_kernel = _boundary.run_kernel
+
+    def recording(kernel, *args):
+        calls.append((kernel, args))
+        return run_kernel(kernel, *args)
+
+    _boundary.run_kernel = recording
+    try:
+        yield
+    finally:
+        _boundary.run_kernel = run_kernel
+
+
+def depths(public: Callable, apply: Callable, inputs: tuple, grad: torch.Tensor) -> dict[str, Callable[[], None]]:
+    """One forward plus backward of `public(*inputs)` at each depth, as argument-free callables."""
+
+    def step(function):
+        return lambda: function(*inputs).backward(grad)
+
+    with _RecordOps() as recorder:
+        step(apply)()
+    kernel_calls: list = []
+    with _record_kernels(kernel_calls):
+        step(apply)()
+    op_calls = recorder.calls
+    arrays = [
+        (kernel, [a.detach().numpy() if isinstance(a, torch.Tensor) else a for a in args])
+        for kernel, args in kernel_calls
+    ]
+
+    def ops():
+        with torch.no_grad():  # as the autograd.Functions call them
+            for op, args in op_calls:
+                op(*args)
+
+    def run_kernels():
+        for kernel, args in kernel_calls:
+            _boundary.run_kernel(kernel, *args)
+
+    def kernels():
+        for kernel, args in arrays:
+            kernel(_boundary.NUMPY, *args)
+
+    return {
+        "public": step(public),
+        "_apply": step(apply),
+        "ops": ops,
+        "run_kernel": run_kernels,
+        "kernels": kernels,
+    }
+
+
+def fastest_medians(steps: dict[str, Callable[[], None]], rounds: int) -> dict[str, float]:
+    """Each step's median time in µs, the fastest of `rounds` interleaved rounds."""
+    best = dict.fromkeys(steps, float("inf"))
+    for _ in range(rounds):
+        for name, step in steps.items():
+            timer = benchmark.Timer("step()", globals={"step": step})
+            best[name] = min(best[name], timer.blocked_autorange(min_run_time=0.1).median * 1e6)
+    return best
+
+
+def cases(size: int) -> dict[str, tuple[Callable, Callable, tuple]]:
+    """Each reference op on a small float32 input: its public function, its `_apply` and inputs."""
+    x = torch.randn(size, size, requires_grad=True)
+    weight = torch.randn(3, 3, requires_grad=True)
+    return {
+        "bad_fft": (bad_fft, sys.modules["reference.bad_fft"]._apply, (x,)),
+        "scipy_conv2d": (scipy_conv2d, sys.modules["reference.scipy_conv2d"]._apply, (x, weight)),
+        "my_op": (my_op, sys.modules["reference.my_op"]._apply, (x, torch.randn(size, requires_grad=True), 0.7)),
+    }
+
+
+LAYERS = {  # layer: (outer depth, inner depth)
+    "public checks": ("public", "_apply"),
+    "Function + autograd engine": ("_apply", "ops"),
+    "dispatcher + op checks": ("ops", "run_kernel"),
+    "boundary": ("run_kernel", "kernels"),
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=32, help="the input's height and width")
+    parser.add_argument("--rounds", type=int, default=7)
+    args = parser.parse_args()
+    print(f"# Fixed cost per forward + backward, {args.size}x{args.size}, {environment()}\n")
+    x = torch.randn(args.size, args.size, requires_grad=True)
+    yardstick = fastest_medians({"sin": lambda: x.sin().backward(torch.ones_like(x))}, args.rounds)["sin"]
+    print(f"yardstick: x.sin() forward + backward takes {yardstick:.1f} µs\n")
+    columns = [*LAYERS, "kernels", "overhead", "total"]
+    print("| op | " + " | ".join(columns) + " |\n|---" * 1 + "|---" * len(columns) + "|")
+    for name, (public, apply, inputs) in cases(args.size).items():
+        grad = torch.randn_like(public(*inputs))
+        us = fastest_medians(depths(public, apply, inputs, grad), args.rounds)
+        cells = [us[outer] - us[inner] for outer, inner in LAYERS.values()]
+        cells += [us["kernels"], us["public"] - us["kernels"], us["public"]]
+        print(f"| {name} | " + " | ".join(f"{c:.1f} µs" for c in cells) + " |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
