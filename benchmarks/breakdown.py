@@ -6,7 +6,7 @@ same forward plus backward with fewer layers:
 
     public      the public function, .backward() through the autograd engine
     _apply      the same without the public function's checks
-    ops         the recorded custom-op calls, replayed through the dispatcher
+    ops         the recorded kernel-op calls, replayed as the autograd.Functions make them
     run_kernel  the recorded kernel calls through the boundary (tensors in, tensors out)
     kernels     the same kernels on NumPy arrays
 
@@ -62,6 +62,12 @@ def _record_kernels(calls: list):
         _boundary.run_kernel = run_kernel
 
 
+def _kernel_op_callers() -> dict:
+    """Each kernel op's function (what `kernel_op` returned), by its operator."""
+    modules = [sys.modules[f"reference.{name}"] for name in ("bad_fft", "scipy_conv2d", "my_op")]
+    return {f.op: f for module in modules for f in vars(module).values() if hasattr(f, "op")}
+
+
 def depths(public: Callable, apply: Callable, inputs: tuple, grad: torch.Tensor) -> dict[str, Callable[[], None]]:
     """One forward plus backward of `public(*inputs)` at each depth, as argument-free callables."""
 
@@ -73,7 +79,8 @@ def depths(public: Callable, apply: Callable, inputs: tuple, grad: torch.Tensor)
     kernel_calls: list = []
     with _record_kernels(kernel_calls):
         step(apply)()
-    op_calls = recorder.calls
+    callers = _kernel_op_callers()
+    op_calls = [(callers[op], args) for op, args in recorder.calls]
     arrays = [
         (kernel, [a.detach().numpy() if isinstance(a, torch.Tensor) else a for a in args])
         for kernel, args in kernel_calls
@@ -125,7 +132,7 @@ def cases(size: int) -> dict[str, tuple[Callable, Callable, tuple]]:
 LAYERS = {  # layer: (outer depth, inner depth)
     "public checks": ("public", "_apply"),
     "Function + autograd engine": ("_apply", "ops"),
-    "dispatcher + op checks": ("ops", "run_kernel"),
+    "op call + checks": ("ops", "run_kernel"),
     "boundary": ("run_kernel", "kernels"),
 }
 

@@ -29,7 +29,7 @@ import scipy.fft  # imported now: every FFT op needs it, and the first call shou
 import torch
 
 # Below this many elements, a second FFT thread costs more than it saves.
-_MIN_ELEMENTS_PER_FFT_THREAD = 1 << 18
+_MIN_ELEMENTS_PER_FFT_THREAD = 1 << 17
 
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 # NumPy has no bfloat16, and SciPy computes float16 in float32 anyway; so does native torch on the CPU.
@@ -51,10 +51,7 @@ class ArrayBackend:
     def __getattr__(self, name: str) -> ModuleType:  # called only for names the class does not have
         if name.startswith("_"):
             raise AttributeError(name)
-        try:
-            return importlib.import_module(f"{self.scipy.__name__}.{name}")
-        except ImportError as error:
-            raise AttributeError(f"{self.scipy.__name__} has no subpackage {name!r}") from error
+        return _subpackage(self.scipy.__name__, name)
 
     def _workers(self, a: Any) -> dict[str, int]:
         if self.xp is not np:  # only SciPy takes `workers`
@@ -80,6 +77,14 @@ class ArrayBackend:
         the body is one launch. On NumPy it runs as written, so it stays the reference.
         """
         return functools.partial(body, np) if self.xp is np else _fused_on_cupy(body)
+
+
+@functools.cache  # an import, even of a loaded module, costs µs that a kernel would pay on every call
+def _subpackage(package: str, name: str) -> ModuleType:
+    try:
+        return importlib.import_module(f"{package}.{name}")
+    except ImportError as error:
+        raise AttributeError(f"{package} has no subpackage {name!r}") from error
 
 
 NUMPY = ArrayBackend(np, scipy)
@@ -306,7 +311,7 @@ class _NoDerivative(torch.autograd.Function):
 
 
 def kernel_op(qualname: str, schema: str, kernel: Kernel, *, check=None, fake=None):
-    """Registers `kernel` as the operator `qualname` ("namespace::name") and returns it.
+    """Registers `kernel` as the operator `qualname` ("namespace::name"), and returns a function that calls it.
 
     `schema` is torch.library's, such as "(Tensor x, Tensor weight, float frequency) -> Tensor";
     plain-value arguments reach the kernel as they are. Besides the implementation
@@ -323,6 +328,9 @@ def kernel_op(qualname: str, schema: str, kernel: Kernel, *, check=None, fake=No
 
     It is defined through torch.library.Library, not torch.library.custom_op: that passes
     the same checks (opcheck, compile, export, torch.func) with a third of the dispatch cost.
+    The returned function (its `op` attribute is the operator, torch.ops.<namespace>.<name>)
+    skips the dispatcher where it would only call the implementation: see
+    `_dispatch_would_only_run_the_implementation`.
     """
     namespace, name = qualname.split("::")
     library = torch.library.Library(namespace, "FRAGMENT")
@@ -363,13 +371,55 @@ def kernel_op(qualname: str, schema: str, kernel: Kernel, *, check=None, fake=No
             return tuple(r.expand(info.batch_size, *r.shape[1:]) for r in results), (0,) * len(results)
         return results.expand(info.batch_size, *results.shape[1:]), 0
 
+    def call(*args):
+        # Compiled code must see the op; the check is first, so Dynamo reads no further.
+        if not torch.compiler.is_compiling() and _dispatch_would_only_run_the_implementation(args):
+            return implementation(*args)
+        return op(*args)
+
     library.impl(name, implementation, "CompositeExplicitAutograd")
     library.impl(name, autograd, "Autograd", with_keyset=True)
     torch.library.register_fake(qualname, fake_with_check, lib=library)
     torch.library.register_vmap(qualname, vmap_rule, lib=library)
     run_in_float32_under_autocast(qualname, library)
     _libraries.append(library)
-    return op
+    call.op = op
+    return call
+
+
+_PLAIN_TENSOR_TYPES = (torch.Tensor, torch.nn.Parameter)
+
+
+@functools.cache
+def _plain_dispatch_keys(is_cuda: bool) -> torch._C.DispatchKeySet:
+    return torch._C._dispatch_keys(torch.empty(0, device="cuda" if is_cuda else "cpu"))
+
+
+def _dispatch_would_only_run_the_implementation(args: tuple[Any, ...]) -> bool:
+    """Whether dispatching a kernel op on `args` would do nothing but call its implementation.
+
+    That is plain eager code: no autograd to record, no torch.func transform, autocast,
+    dispatch or function mode, JIT trace or profiler, and every tensor a dense CPU or
+    CUDA tensor with no extra dispatch key (no fake, meta, zero, negated or wrapped
+    tensor). There the dispatcher costs ~25 µs a call and does nothing, so `kernel_op`'s
+    callable runs the implementation itself; anywhere else it dispatches the op.
+    """
+    tensors = [a for a in args if isinstance(a, torch.Tensor)]
+    grad = torch.is_grad_enabled()
+    return (
+        not torch._C._are_functorch_transforms_active()
+        and not torch._C._is_any_autocast_enabled()
+        and torch._C._len_torch_dispatch_stack() == 0
+        and not torch._C._is_torch_function_mode_enabled()
+        and torch._C._get_tracing_state() is None
+        and not torch._C._autograd._profiler_enabled()
+        and all(
+            type(t) in _PLAIN_TENSOR_TYPES
+            and not (grad and t.requires_grad)
+            and torch._C._dispatch_keys(t) == _plain_dispatch_keys(t.is_cuda)
+            for t in tensors
+        )
+    )
 
 
 def function_applier(function: type[torch.autograd.Function]) -> Callable[..., Any]:

@@ -194,7 +194,7 @@ def scipy_conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> T
                 f"scipy_conv2d: bias must hold one element (shape (), (1,) or (1, 1)), got shape {tuple(bias.shape)}"
             )
     out = _apply(input, weight)
-    return out if bias is None else out + bias.reshape(())
+    return out if bias is None else out + bias  # out has at least 2 dims, so this keeps its shape
 
 
 class ScipyConv2d(nn.Module):

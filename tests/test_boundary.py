@@ -1,5 +1,6 @@
 """The tensor/array boundary: zero copies in and out, outputs that own their memory, streams, vmap helper."""
 
+import contextlib
 import functools
 import threading
 import warnings
@@ -137,7 +138,7 @@ def test_kernel_op_registers_a_complete_custom_op():
     x, shift = torch.randn(3, 4), torch.randn(4)
     plus, minus = SCALE_AND_SHIFT(x, shift, 2.0)
     torch.testing.assert_close((plus, minus), (x * 2 + shift, x * 2 - shift))
-    torch.library.opcheck(SCALE_AND_SHIFT, (x, shift, 2.0))
+    torch.library.opcheck(SCALE_AND_SHIFT.op, (x, shift, 2.0))
     batched = torch.func.vmap(SCALE_AND_SHIFT, in_dims=(None, 0, None))(x, torch.randn(5, 4), 2.0)
     assert [t.shape for t in batched] == [(5, 3, 4), (5, 3, 4)]
     compiled = torch.compile(lambda x, s: SCALE_AND_SHIFT(x, s, 2.0)[0] * 1, fullgraph=True)
@@ -157,6 +158,83 @@ def test_kernel_op_computes_for_inputs_that_require_grad_and_refuses_to_backprop
         (plus + minus).sum().backward()
     with torch.no_grad():
         assert not SCALE_AND_SHIFT(x, shift, 2.0)[0].requires_grad
+
+
+def doubled(backend, x):
+    return 2 * x
+
+
+DOUBLED = kernel_op("boundary_test::doubled", "(Tensor x) -> Tensor", doubled)
+
+
+class _NoOpDispatchMode(torch.utils._python_dispatch.TorchDispatchMode):
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        return func(*args, **(kwargs or {}))
+
+
+class _NoOpFunctionMode(torch.overrides.TorchFunctionMode):
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        return func(*args, **(kwargs or {}))
+
+
+# Each way a layer can act on an op call: the context it runs in, and the input it gets.
+_INTERCEPTED = {
+    "autograd": (contextlib.nullcontext, lambda x: x.requires_grad_()),
+    "vmap": (contextlib.nullcontext, None),
+    "autocast": (lambda: torch.autocast("cpu", dtype=torch.bfloat16), lambda x: x),
+    "dispatch mode": (_NoOpDispatchMode, lambda x: x),
+    "function mode": (_NoOpFunctionMode, lambda x: x),
+    "profiler": (torch.profiler.profile, lambda x: x),
+    "negated view": (contextlib.nullcontext, lambda x: x._neg_view()),
+    "zero tensor": (contextlib.nullcontext, lambda x: torch._efficientzerotensor(x.shape)),
+    "subclass": (contextlib.nullcontext, lambda x: torch.Tensor._make_subclass(_Subclass, x)),
+}
+
+
+class _Subclass(torch.Tensor):
+    pass
+
+
+@pytest.fixture
+def dispatched():
+    """The calls that reached DOUBLED's operator on the CPU, through a CPU kernel that records them."""
+    calls = []
+    library = torch.library.Library("boundary_test", "IMPL")
+
+    def cpu_kernel(x):
+        calls.append(x.shape)
+        return run_kernel(doubled, x)
+
+    library.impl("doubled", cpu_kernel, "CPU")
+    yield calls
+    library._destroy()
+
+
+def test_kernel_op_skips_the_dispatcher_in_plain_eager_code(dispatched):
+    x = torch.randn(3)
+    torch.testing.assert_close(DOUBLED(x), 2 * x)
+    with torch.no_grad():
+        torch.testing.assert_close(DOUBLED(x.requires_grad_()), 2 * x)
+    assert dispatched == []
+
+
+@pytest.mark.parametrize("layer", _INTERCEPTED)
+def test_kernel_op_dispatches_wherever_a_layer_acts_on_the_call(dispatched, layer):
+    """The shortcut must never skip autograd, a transform, autocast, a mode, the profiler or a tensor's own keys."""
+    context, make_input = _INTERCEPTED[layer]
+    x = torch.randn(3)
+    with context():
+        if make_input is None:
+            out = torch.func.vmap(DOUBLED)(x[None])[0]
+        else:
+            x = make_input(x)
+            out = DOUBLED(x)
+    torch.testing.assert_close(
+        out.detach().float().as_subclass(torch.Tensor),
+        2 * x.detach().float().as_subclass(torch.Tensor),
+        check_dtype=False,
+    )
+    assert dispatched, f"{layer}: the call skipped the dispatcher"
 
 
 def test_round_trip_warns_once_per_kernel_and_names_the_extra(monkeypatch):
