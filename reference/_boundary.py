@@ -130,16 +130,16 @@ Kernel = Callable[..., Any]
 def run_kernel(kernel: Kernel, *args: Any) -> Any:
     """Calls `kernel(backend, *args)` with each tensor in `args` as an array, and returns its result as tensors.
 
-    `args` are tensors, which share one device and one dtype, and plain values (a float,
-    int, bool or str hyperparameter), which reach the kernel as they are. The kernel
-    returns an array, or a tuple of arrays; run_kernel returns a tensor, or a tuple of
-    tensors, of exactly their shapes (0-d included), on the tensors' device. Each owns
-    its memory: it never aliases an input. float16 and bfloat16 are computed in float32
-    and float results are cast back.
+    `args` are tensors, which share one device, and plain values (a float, int, bool or
+    str hyperparameter), which reach the kernel as they are. The kernel returns an
+    array, or a tuple of arrays; run_kernel returns a tensor, or a tuple of tensors, of
+    exactly their shapes (0-d included), on the tensors' device. Each owns its memory:
+    it never aliases an input. float16 and bfloat16 tensors are computed in float32;
+    when the first tensor is one, float results are cast back to its dtype.
     """
     first = next(a for a in args if isinstance(a, torch.Tensor))
     if first.dtype in _COMPUTED_IN_FLOAT32:
-        results = run_kernel(kernel, *(a.float() if isinstance(a, torch.Tensor) else a for a in args))
+        results = run_kernel(kernel, *(_in_float32(a) for a in args))
         return _map(lambda r: r.to(first.dtype) if r.is_floating_point() else r, results)
     if first.is_cpu:
         arrays = [a.detach().numpy() if isinstance(a, torch.Tensor) else a for a in args]
@@ -149,6 +149,10 @@ def run_kernel(kernel: Kernel, *args: Any) -> Any:
     _warn_round_trip(kernel, first.device)
     arrays = [a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else a for a in args]
     return _map(lambda r: torch.from_numpy(r).to(first.device), _owned(np, kernel(NUMPY, *arrays), arrays, kernel))
+
+
+def _in_float32(a: Any) -> Any:
+    return a.float() if isinstance(a, torch.Tensor) and a.dtype in _COMPUTED_IN_FLOAT32 else a
 
 
 def _run_on_cupy(kernel: Kernel, device: torch.device, args: tuple[Any, ...]) -> Any:

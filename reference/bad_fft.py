@@ -27,39 +27,40 @@ from ._boundary import ArrayBackend, check_image, check_tensor, function_applier
 
 
 def bad_fft_kernel(backend: ArrayBackend, x):
-    """|rfft2(x)| over the last two dims."""
+    """|rfft2(x)| over the last two dims, and the spectrum Y = rfft2(x), which the derivatives use."""
     xp = backend.xp
-    magnitude = xp.abs(backend.rfft2(x))
+    spectrum = backend.rfft2(x)
+    magnitude = xp.abs(spectrum)
     if xp is not np or np.isfinite(x).all():  # on CUDA, cuFFT is native's own FFT: so is its Inf and NaN pattern
-        return magnitude
+        return magnitude, spectrum
     # One Inf or NaN reaches every bin of its image, but FFT libraries differ on Inf - Inf: pocketfft
     # gives NaN where native torch on the CPU gives Inf. As native: an image with a NaN is all NaN,
     # else one with an Inf is all Inf.
     finite = xp.isfinite(x).all(axis=(-2, -1), keepdims=True)
     has_nan = xp.isnan(x).any(axis=(-2, -1), keepdims=True)
     nan, inf = magnitude.dtype.type(xp.nan), magnitude.dtype.type(xp.inf)
-    return xp.where(finite, magnitude, xp.where(has_nan, nan, inf))
+    return xp.where(finite, magnitude, xp.where(has_nan, nan, inf)), spectrum
 
 
-def bad_fft_backward_kernel(backend: ArrayBackend, grad, x):
-    """The gradient of |rfft2(x)| with respect to x, given the output's gradient."""
-    return _adjoint(backend, backend.fuse(_times_phase)(grad, backend.rfft2(x)), x.shape)
+def bad_fft_backward_kernel(backend: ArrayBackend, grad, spectrum, width):
+    """The gradient of |rfft2(x)| with respect to x, given the output's gradient and Y; x is `width` wide."""
+    shape = (spectrum.shape[-2], width)
+    return _adjoint(backend, backend.fuse(_times_phase)(grad, spectrum), shape)
 
 
-def bad_fft_jvp_kernel(backend: ArrayBackend, tangent, x):
+def bad_fft_jvp_kernel(backend: ArrayBackend, tangent, spectrum):
     """The forward derivative of |rfft2(x)| in the direction `tangent`: Re(conj(Y) · rfft2(tangent)) / |Y|."""
-    spectrum, magnitude = _spectrum(backend, x)
-    return (spectrum.conj() * backend.rfft2(tangent)).real / magnitude
+    return (spectrum.conj() * backend.rfft2(tangent)).real / _nonzero(backend.xp.abs(spectrum))
 
 
-def bad_fft_curvature_kernel(backend: ArrayBackend, grad, direction, x):
+def bad_fft_curvature_kernel(backend: ArrayBackend, grad, direction, spectrum):
     """How the gradient moves when x moves in `direction`: the second derivative, symmetric in both.
 
     With T = rfft2(direction), it is adjoint(i · Y · grad · Im(conj(Y) · T) / |Y|^3).
     """
-    spectrum, magnitude = _spectrum(backend, x)
+    magnitude = _nonzero(backend.xp.abs(spectrum))
     turn = grad * (spectrum.conj() * backend.rfft2(direction)).imag / magnitude**3
-    return _adjoint(backend, 1j * spectrum * turn, x.shape)
+    return _adjoint(backend, 1j * spectrum * turn, direction.shape)
 
 
 def _times_phase(xp, grad, spectrum):
@@ -68,19 +69,16 @@ def _times_phase(xp, grad, spectrum):
     return spectrum * (grad / _nonzero(magnitude))
 
 
-def _spectrum(backend, x):
-    """rfft2(x) and |rfft2(x)|, with 1 where |Y| = 0 (see `_nonzero`)."""
-    spectrum = backend.rfft2(x)
-    return spectrum, _nonzero(backend.xp.abs(spectrum))
-
-
 def _nonzero(magnitude):
     """|Y| with 1 where it is 0: Y itself is 0 there, so every formula gives 0, not 0/0."""
     return magnitude + (magnitude == 0)
 
 
 def _adjoint(backend, half_spectrum, shape):
-    """The adjoint of x -> rfft2(x): the columns that stand for two conjugate bins count half."""
+    """The adjoint of x -> rfft2(x), for x of `shape`; it scales `half_spectrum`, a temporary, in place.
+
+    The columns that stand for two conjugate bins count half.
+    """
     half_spectrum[..., 1 : (shape[-1] + 1) // 2] *= 0.5
     return backend.irfft2(half_spectrum, s=shape[-2:], norm="forward")
 
@@ -91,43 +89,64 @@ def _adjoint(backend, half_spectrum, shape):
 # ----------------------------------------------------------------------------
 
 
-# One custom op per kernel, with its fake, vmap rule and autocast (see `kernel_op`). Leading
-# dims broadcast; the fakes give each output's shape: the spectrum's (..., H, W // 2 + 1), or x's.
-def _spectrum_like(*tensors: Tensor) -> Tensor:
-    x = tensors[-1]
-    return x.new_empty(*torch.broadcast_shapes(*(t.shape[:-2] for t in tensors)), x.shape[-2], x.shape[-1] // 2 + 1)
+# One custom op per kernel, with its fake, vmap rule and autocast (see `kernel_op`). Leading dims
+# broadcast; the fakes give each output's shape and dtype without computing it.
+def _batch(*tensors: Tensor) -> torch.Size:
+    return torch.broadcast_shapes(*(t.shape[:-2] for t in tensors))
 
 
-def _image_like(*tensors: Tensor) -> Tensor:
-    x = tensors[-1]
-    return x.new_empty(*torch.broadcast_shapes(*(t.shape[:-2] for t in tensors)), *x.shape[-2:])
+def _magnitude_and_spectrum(x: Tensor) -> tuple[Tensor, Tensor]:
+    shape = (*x.shape[:-1], x.shape[-1] // 2 + 1)
+    real = torch.float64 if x.dtype == torch.float64 else torch.float32  # float16 runs in float32
+    return x.new_empty(shape), x.new_empty(shape, dtype=real.to_complex())
+
+
+def _image(grad: Tensor, spectrum: Tensor, width: int) -> Tensor:
+    return grad.new_empty(*_batch(grad, spectrum), spectrum.shape[-2], width)
+
+
+def _spectrum_sized(tangent: Tensor, spectrum: Tensor) -> Tensor:
+    return tangent.new_empty(*_batch(tangent, spectrum), *spectrum.shape[-2:])
+
+
+def _direction_sized(grad: Tensor, direction: Tensor, spectrum: Tensor) -> Tensor:
+    return direction.new_empty(*_batch(grad, direction, spectrum), *direction.shape[-2:])
 
 
 bad_fft_forward_op = kernel_op(
     f"{__package__}::bad_fft_forward",
-    "(Tensor x) -> Tensor",
+    "(Tensor x) -> (Tensor, Tensor)",
     bad_fft_kernel,
     check=lambda x: check_image("bad_fft", "x", x),
-    fake=_spectrum_like,
+    fake=_magnitude_and_spectrum,
 )
 bad_fft_backward_op = kernel_op(
-    f"{__package__}::bad_fft_backward", "(Tensor grad, Tensor x) -> Tensor", bad_fft_backward_kernel, fake=_image_like
+    f"{__package__}::bad_fft_backward",
+    "(Tensor grad, Tensor spectrum, SymInt width) -> Tensor",
+    bad_fft_backward_kernel,
+    fake=_image,
 )
 bad_fft_jvp_op = kernel_op(
-    f"{__package__}::bad_fft_jvp", "(Tensor tangent, Tensor x) -> Tensor", bad_fft_jvp_kernel, fake=_spectrum_like
+    f"{__package__}::bad_fft_jvp",
+    "(Tensor tangent, Tensor spectrum) -> Tensor",
+    bad_fft_jvp_kernel,
+    fake=_spectrum_sized,
 )
 bad_fft_curvature_op = kernel_op(
     f"{__package__}::bad_fft_curvature",
-    "(Tensor grad, Tensor direction, Tensor x) -> Tensor",
+    "(Tensor grad, Tensor direction, Tensor spectrum) -> Tensor",
     bad_fft_curvature_kernel,
-    fake=_image_like,
+    fake=_direction_sized,
 )
 
 
 # Each derivative is an autograd.Function of its own, so that differentiating it again
 # either works (second derivatives, forward or reverse) or fails with a clear error.
+# The spectrum Y = rfft2(x) comes from the forward, as native torch keeps it, and saves
+# the derivatives an FFT. It is not differentiable: each Function takes x as well, and
+# its derivative for x holds what moving x does to Y.
 class BadFFTFunction(torch.autograd.Function):
-    """|rfft2(x)| with its true derivatives: reverse, forward (jvp) and second order."""
+    """|rfft2(x)| (and its spectrum) with its true derivatives: reverse, forward (jvp) and second order."""
 
     generate_vmap_rule = True
 
@@ -137,31 +156,35 @@ class BadFFTFunction(torch.autograd.Function):
 
     @staticmethod
     def setup_context(ctx, inputs, output):
+        (x,), (magnitude, spectrum) = inputs, output
+        ctx.mark_non_differentiable(spectrum)
         # Under autocast the op ran on x in float32; elsewhere this is x itself.
-        (x,) = inputs
-        ctx.save_for_backward(x.to(output.dtype))
-        ctx.save_for_forward(x.to(output.dtype))
+        x = x.to(magnitude.dtype)
+        ctx.save_for_backward(x, spectrum)
+        ctx.save_for_forward(x, spectrum)
 
     @staticmethod
-    def backward(ctx, grad):
-        (x,) = ctx.saved_tensors
+    def backward(ctx, grad, _):
+        x, spectrum = ctx.saved_tensors
         # Only double backward and torch.func need the backward's own Function; it costs ~25 µs.
-        return _BadFFTBackward.apply(grad, x) if torch.is_grad_enabled() else bad_fft_backward_op(grad, x)
+        if torch.is_grad_enabled():
+            return _BadFFTBackward.apply(grad, x, spectrum)
+        return bad_fft_backward_op(grad, spectrum, x.shape[-1])
 
     @staticmethod
     def jvp(ctx, tangent):
-        (x,) = ctx.saved_tensors
-        return _BadFFTJvp.apply(tangent.to(x.dtype), x)
+        x, spectrum = ctx.saved_tensors
+        return _BadFFTJvp.apply(tangent.to(x.dtype), x, spectrum), None
 
 
 class _BadFFTBackward(torch.autograd.Function):
-    """grad_x = backward(grad, x), linear in grad."""
+    """grad_x = backward(grad, Y), linear in grad."""
 
     generate_vmap_rule = True
 
     @staticmethod
-    def forward(grad, x):
-        return bad_fft_backward_op(grad, x)
+    def forward(grad, x, spectrum):
+        return bad_fft_backward_op(grad, spectrum, x.shape[-1])
 
     @staticmethod
     def setup_context(ctx, inputs, output):
@@ -170,30 +193,30 @@ class _BadFFTBackward(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, cotangent):
-        grad, x = ctx.saved_tensors
-        grad_of_grad = _BadFFTJvp.apply(cotangent, x) if ctx.needs_input_grad[0] else None
-        grad_of_x = _BadFFTCurvature.apply(grad, cotangent, x) if ctx.needs_input_grad[1] else None
-        return grad_of_grad, grad_of_x
+        grad, x, spectrum = ctx.saved_tensors
+        grad_of_grad = _BadFFTJvp.apply(cotangent, x, spectrum) if ctx.needs_input_grad[0] else None
+        grad_of_x = _BadFFTCurvature.apply(grad, cotangent, spectrum) if ctx.needs_input_grad[1] else None
+        return grad_of_grad, grad_of_x, None
 
     @staticmethod
-    def jvp(ctx, grad_tangent, x_tangent):
-        grad, x = ctx.saved_tensors
+    def jvp(ctx, grad_tangent, x_tangent, _):
+        grad, x, spectrum = ctx.saved_tensors
         terms = []
         if grad_tangent is not None:
-            terms.append(_BadFFTBackward.apply(grad_tangent, x))
+            terms.append(_BadFFTBackward.apply(grad_tangent, x, spectrum))
         if x_tangent is not None:
-            terms.append(_BadFFTCurvature.apply(grad, x_tangent, x))
+            terms.append(_BadFFTCurvature.apply(grad, x_tangent, spectrum))
         return sum(terms[1:], terms[0])
 
 
 class _BadFFTJvp(torch.autograd.Function):
-    """tangent_y = jvp(tangent, x), linear in tangent."""
+    """tangent_y = jvp(tangent, Y), linear in tangent."""
 
     generate_vmap_rule = True
 
     @staticmethod
-    def forward(tangent, x):
-        return bad_fft_jvp_op(tangent, x)
+    def forward(tangent, x, spectrum):
+        return bad_fft_jvp_op(tangent, spectrum)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
@@ -201,10 +224,10 @@ class _BadFFTJvp(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):
-        tangent, x = ctx.saved_tensors
-        grad_of_tangent = _BadFFTBackward.apply(grad, x) if ctx.needs_input_grad[0] else None
-        grad_of_x = _BadFFTCurvature.apply(grad, tangent, x) if ctx.needs_input_grad[1] else None
-        return grad_of_tangent, grad_of_x
+        tangent, x, spectrum = ctx.saved_tensors
+        grad_of_tangent = _BadFFTBackward.apply(grad, x, spectrum) if ctx.needs_input_grad[0] else None
+        grad_of_x = _BadFFTCurvature.apply(grad, tangent, spectrum) if ctx.needs_input_grad[1] else None
+        return grad_of_tangent, grad_of_x, None
 
     @staticmethod
     def jvp(ctx, *tangents):
@@ -217,8 +240,8 @@ class _BadFFTCurvature(torch.autograd.Function):
     generate_vmap_rule = True
 
     @staticmethod
-    def forward(grad, direction, x):
-        return bad_fft_curvature_op(grad, direction, x)
+    def forward(grad, direction, spectrum):
+        return bad_fft_curvature_op(grad, direction, spectrum)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
@@ -234,7 +257,13 @@ class _BadFFTCurvature(torch.autograd.Function):
 
 
 _apply = function_applier(BadFFTFunction)
-register_public_op(__package__, "bad_fft", "(Tensor x) -> Tensor", _apply)
+
+
+def _magnitude(x: Tensor) -> Tensor:
+    return _apply(x)[0]
+
+
+register_public_op(__package__, "bad_fft", "(Tensor x) -> Tensor", _magnitude)
 
 
 # ----------------------------------------------------------------------------
@@ -249,7 +278,7 @@ def bad_fft(x: Tensor) -> Tensor:
     bfloat16 are computed in float32; under autocast the result is float32.
     """
     check_tensor("bad_fft", "x", x)
-    return _apply(x)
+    return _magnitude(x)
 
 
 class BadFFT(nn.Module):

@@ -93,10 +93,10 @@ def test_opcheck(requires_grad, device):
 def test_opcheck_derivative_ops(device):
     """The derivative ops are checked on plain tensors; their Functions differentiate them."""
     x, direction = torch.randn(3, 5, 6, device=device), torch.randn(3, 5, 6, device=device)
-    grad = torch.randn(3, 5, 4, device=device)
-    torch.library.opcheck(torch.ops.reference.bad_fft_backward, (grad, x))
-    torch.library.opcheck(torch.ops.reference.bad_fft_jvp, (direction, x))
-    torch.library.opcheck(torch.ops.reference.bad_fft_curvature, (grad, direction, x))
+    grad, spectrum = torch.randn(3, 5, 4, device=device), torch.fft.rfft2(x)
+    torch.library.opcheck(torch.ops.reference.bad_fft_backward, (grad, spectrum, 6))
+    torch.library.opcheck(torch.ops.reference.bad_fft_jvp, (direction, spectrum))
+    torch.library.opcheck(torch.ops.reference.bad_fft_curvature, (grad, direction, spectrum))
 
 
 def test_torch_ops_path_matches_the_function(device):
