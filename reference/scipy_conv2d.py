@@ -68,7 +68,7 @@ def _correlate_by_outputs(xp, x, w, out_h, out_w):
     out = xp.empty((*xp.broadcast(x[..., 0, 0], w[..., 0, 0]).shape, out_h, out_w), dtype=x.dtype)
     for i in range(out_h):
         for j in range(out_w):
-            out[..., i, j] = (x[..., i : i + kh, j : j + kw] * w).sum(axis=(-2, -1))
+            out[..., i, j] = xp.einsum("...ij,...ij->...", x[..., i : i + kh, j : j + kw], w)  # no temporary
     return out
 
 

@@ -157,6 +157,25 @@ def test_vmap_over_input_and_weight(device):
     torch.testing.assert_close(both, torch.stack([native(x, w) for x, w in zip(input, weights, strict=False)]))
 
 
+def test_bias_under_torch_func(device):
+    """The bias is added inside the Function: vmapped, and differentiated alone, reverse and forward."""
+    input, weight = torch.randn(2, 7, 6, dtype=F64, device=device), torch.randn(3, 2, dtype=F64, device=device)
+    biases = torch.randn(4, 1, dtype=F64, device=device)
+    torch.testing.assert_close(
+        torch.func.vmap(scipy_conv2d, in_dims=(None, None, 0))(input, weight, biases),
+        torch.stack([native(input, weight, bias) for bias in biases]),
+    )
+
+    def by_bias(op):
+        return lambda bias: op(input, weight, bias)
+
+    tangent = torch.randn(1, dtype=F64, device=device)
+    ours = torch.func.jvp(by_bias(scipy_conv2d), (biases[0],), (tangent,))
+    torch.testing.assert_close(ours, torch.func.jvp(by_bias(native), (biases[0],), (tangent,)))
+    for transform in (torch.func.jacrev, torch.func.jacfwd):
+        torch.testing.assert_close(transform(by_bias(scipy_conv2d))(biases[0]), transform(by_bias(native))(biases[0]))
+
+
 def test_func_grad_jacrev_and_per_sample_gradients(device):
     input = torch.randn(4, 7, 6, dtype=torch.float64, device=device)
     weight = torch.randn(3, 2, dtype=torch.float64, device=device)
