@@ -8,13 +8,15 @@ same forward plus backward with fewer layers:
     _apply      the same without the public function's checks
     ops         the recorded kernel-op calls, replayed as the autograd.Functions make them
     run_kernel  the recorded kernel calls through the boundary (tensors in, tensors out)
-    kernels     the same kernels on NumPy arrays
+    kernels     the same kernels on bare arrays: NumPy, or CuPy on CUDA
 
 The layers are the differences. Depths are timed in interleaved rounds and each
 keeps its fastest round, so a burst of noise on a shared machine does not land on
 one layer. A bare `x.sin()` forward plus backward is timed beside them, as the yardstick.
+On CUDA (with CuPy) every timing waits for the GPU, so a layer is its CPU-side cost
+where the GPU keeps up, which is the floor of a small step.
 
-python -m benchmarks.breakdown [--size 32] [--rounds 7]
+python -m benchmarks.breakdown [--size 32] [--rounds 7] [--device cuda]
 """
 
 from __future__ import annotations
@@ -81,10 +83,14 @@ def depths(public: Callable, apply: Callable, inputs: tuple, grad: torch.Tensor)
         step(apply)()
     callers = _kernel_op_callers()
     op_calls = [(callers[op], args) for op, args in recorder.calls]
-    arrays = [
-        (kernel, [a.detach().numpy() if isinstance(a, torch.Tensor) else a for a in args])
-        for kernel, args in kernel_calls
-    ]
+    backend = _boundary.NUMPY if grad.is_cpu else _boundary.CUPY
+
+    def as_array(a):
+        if not isinstance(a, torch.Tensor):
+            return a
+        return a.detach().numpy() if grad.is_cpu else backend.xp.from_dlpack(a.detach())
+
+    arrays = [(kernel, [as_array(a) for a in args]) for kernel, args in kernel_calls]
 
     def ops():
         with torch.no_grad():  # as the autograd.Functions call them
@@ -97,7 +103,7 @@ def depths(public: Callable, apply: Callable, inputs: tuple, grad: torch.Tensor)
 
     def kernels():
         for kernel, args in arrays:
-            kernel(_boundary.NUMPY, *args)
+            kernel(backend, *args)
 
     return {
         "public": step(public),
@@ -118,17 +124,18 @@ def fastest_medians(steps: dict[str, Callable[[], None]], rounds: int) -> dict[s
     return best
 
 
-def cases(size: int) -> dict[str, tuple[Callable, Callable, tuple]]:
+def cases(size: int, device: str) -> dict[str, tuple[Callable, Callable, tuple]]:
     """Each reference op on a small float32 input: its public function, its Function's (`_apply`) and inputs.
 
     bad_fft's Function also returns the spectrum, which `_magnitude` leaves out.
     """
-    x = torch.randn(size, size, requires_grad=True)
-    weight = torch.randn(3, 3, requires_grad=True)
+    x = torch.randn(size, size, device=device, requires_grad=True)
+    weight = torch.randn(3, 3, device=device, requires_grad=True)
+    row_weight = torch.randn(size, device=device, requires_grad=True)
     return {
         "bad_fft": (bad_fft, sys.modules["reference.bad_fft"]._magnitude, (x,)),
         "scipy_conv2d": (scipy_conv2d, sys.modules["reference.scipy_conv2d"]._apply, (x, weight)),
-        "my_op": (my_op, sys.modules["reference.my_op"]._apply, (x, torch.randn(size, requires_grad=True), 0.7)),
+        "my_op": (my_op, sys.modules["reference.my_op"]._apply, (x, row_weight, 0.7)),
     }
 
 
@@ -144,14 +151,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=32, help="the input's height and width")
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     args = parser.parse_args()
-    print(f"# Fixed cost per forward + backward, {args.size}x{args.size}, {environment()}\n")
-    x = torch.randn(args.size, args.size, requires_grad=True)
+    if args.device == "cuda" and _boundary.CUPY is None:
+        parser.error("--device cuda times the kernels on CuPy: install CuPy")
+    print(f"# Fixed cost per forward + backward, {args.size}x{args.size}, {args.device}, {environment()}\n")
+    x = torch.randn(args.size, args.size, device=args.device, requires_grad=True)
     yardstick = fastest_medians({"sin": lambda: x.sin().backward(torch.ones_like(x))}, args.rounds)["sin"]
     print(f"yardstick: x.sin() forward + backward takes {yardstick:.1f} µs\n")
     columns = [*LAYERS, "kernels", "overhead", "total"]
     print("| op | " + " | ".join(columns) + " |\n|---" * 1 + "|---" * len(columns) + "|")
-    for name, (public, apply, inputs) in cases(args.size).items():
+    for name, (public, apply, inputs) in cases(args.size, args.device).items():
         grad = torch.randn_like(public(*inputs))
         us = fastest_medians(depths(public, apply, inputs, grad), args.rounds)
         cells = [us[outer] - us[inner] for outer, inner in LAYERS.values()]
