@@ -395,8 +395,14 @@ _PLAIN_TENSOR_TYPES = (torch.Tensor, torch.nn.Parameter)
 
 
 @functools.cache
-def _plain_dispatch_keys(is_cuda: bool) -> torch._C.DispatchKeySet:
-    return torch._C._dispatch_keys(torch.empty(0, device="cuda" if is_cuda else "cpu"))
+def _plain_dispatch_keys(is_cuda: bool) -> tuple[torch._C.DispatchKeySet, ...]:
+    """A dense tensor's dispatch keys on the CPU or CUDA: a normal tensor's, and an inference tensor's."""
+    device = "cuda" if is_cuda else "cpu"
+    keys = []
+    for inference in (False, True):
+        with torch.inference_mode(inference):
+            keys.append(torch._C._dispatch_keys(torch.empty(0, device=device)))
+    return tuple(keys)
 
 
 def _dispatch_would_only_run_the_implementation(args: tuple[Any, ...]) -> bool:
@@ -404,8 +410,8 @@ def _dispatch_would_only_run_the_implementation(args: tuple[Any, ...]) -> bool:
 
     That is plain eager code: no autograd to record, no torch.func transform, autocast,
     dispatch or function mode, JIT trace or profiler, and every tensor a dense CPU or
-    CUDA tensor with no extra dispatch key (no fake, meta, zero, negated or wrapped
-    tensor). There the dispatcher costs ~25 µs a call and does nothing, so `kernel_op`'s
+    CUDA tensor (inference tensors included) with no extra dispatch key (no fake, meta,
+    zero, negated or wrapped tensor). There the dispatcher costs ~25 µs a call and does nothing, so `kernel_op`'s
     callable runs the implementation itself; anywhere else it dispatches the op.
     """
     tensors = [a for a in args if isinstance(a, torch.Tensor)]
@@ -420,7 +426,7 @@ def _dispatch_would_only_run_the_implementation(args: tuple[Any, ...]) -> bool:
         and all(
             type(t) in _PLAIN_TENSOR_TYPES
             and not (grad and t.requires_grad)
-            and torch._C._dispatch_keys(t) == _plain_dispatch_keys(t.is_cuda)
+            and torch._C._dispatch_keys(t) in _plain_dispatch_keys(t.is_cuda)
             for t in tensors
         )
     )

@@ -211,6 +211,11 @@ def dispatched():
 
 
 def test_kernel_op_skips_the_dispatcher_in_plain_eager_code(dispatched):
+    """Also under inference mode, whichever mode the first call came from."""
+    _boundary._plain_dispatch_keys.cache_clear()
+    with torch.inference_mode():
+        x = torch.randn(3)
+        torch.testing.assert_close(DOUBLED(x), 2 * x)
     x = torch.randn(3)
     torch.testing.assert_close(DOUBLED(x), 2 * x)
     with torch.no_grad():
