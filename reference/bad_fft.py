@@ -50,7 +50,7 @@ def bad_fft_backward_kernel(backend: ArrayBackend, grad, spectrum, width):
 
 def bad_fft_jvp_kernel(backend: ArrayBackend, tangent, spectrum):
     """The forward derivative of |rfft2(x)| in the direction `tangent`: Re(conj(Y) · rfft2(tangent)) / |Y|."""
-    return (spectrum.conj() * backend.rfft2(tangent)).real / _nonzero(backend.xp.abs(spectrum))
+    return (spectrum.conj() * backend.rfft2(tangent)).real / _nonzero_magnitude(backend.xp, spectrum)
 
 
 def bad_fft_curvature_kernel(backend: ArrayBackend, grad, direction, spectrum):
@@ -58,19 +58,19 @@ def bad_fft_curvature_kernel(backend: ArrayBackend, grad, direction, spectrum):
 
     With T = rfft2(direction), it is adjoint(i · Y · grad · Im(conj(Y) · T) / |Y|^3).
     """
-    magnitude = _nonzero(backend.xp.abs(spectrum))
+    magnitude = _nonzero_magnitude(backend.xp, spectrum)
     turn = grad * (spectrum.conj() * backend.rfft2(direction)).imag / magnitude**3
     return _adjoint(backend, 1j * spectrum * turn, direction.shape)
 
 
 def _times_phase(xp, grad, spectrum):
     """grad · Y / |Y|, elementwise: one fused kernel on the GPU (see `ArrayBackend.fuse`)."""
-    magnitude = xp.abs(spectrum)
-    return spectrum * (grad / _nonzero(magnitude))
+    return spectrum * (grad / _nonzero_magnitude(xp, spectrum))
 
 
-def _nonzero(magnitude):
+def _nonzero_magnitude(xp, spectrum):
     """|Y| with 1 where it is 0: Y itself is 0 there, so every formula gives 0, not 0/0."""
+    magnitude = xp.abs(spectrum)
     return magnitude + (magnitude == 0)
 
 
@@ -97,8 +97,8 @@ def _batch(*tensors: Tensor) -> torch.Size:
 
 def _magnitude_and_spectrum(x: Tensor) -> tuple[Tensor, Tensor]:
     shape = (*x.shape[:-1], x.shape[-1] // 2 + 1)
-    real = torch.float64 if x.dtype == torch.float64 else torch.float32  # float16 runs in float32
-    return x.new_empty(shape), x.new_empty(shape, dtype=real.to_complex())
+    computed_in = torch.promote_types(x.dtype, torch.float32)  # float16 and bfloat16 run in float32
+    return x.new_empty(shape), x.new_empty(shape, dtype=computed_in.to_complex())
 
 
 def _image(grad: Tensor, spectrum: Tensor, width: int) -> Tensor:
