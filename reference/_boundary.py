@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import functools
+import importlib
 import importlib.metadata
 import warnings
 from collections.abc import Callable
@@ -27,6 +28,7 @@ import numpy as np
 import scipy
 import scipy.fft  # imported now: every FFT op needs it, and the first call should not pay
 import torch
+from torch._C._dynamo.eval_frame import get_eval_frame_callback as _compile_frame_hook
 
 # Below this many elements, a second FFT thread costs more than it saves.
 _MIN_ELEMENTS_PER_FFT_THREAD = 1 << 17
@@ -48,10 +50,17 @@ class ArrayBackend:
     xp: ModuleType
     scipy: ModuleType
 
-    def __getattr__(self, name: str) -> ModuleType:  # called only for names the class does not have
+    def __getattr__(self, name: str) -> ModuleType:  # called only for names the instance does not have yet
         if name.startswith("_"):
             raise AttributeError(name)
-        return _subpackage(self.scipy.__name__, name)
+        try:
+            subpackage = importlib.import_module(f"{self.scipy.__name__}.{name}")
+        except ImportError as error:
+            raise AttributeError(f"{self.scipy.__name__} has no subpackage {name!r}") from error
+        # Kept on the instance, so later lookups are plain attributes: kernels look up
+        # `backend.fft` on every call, and an import, even of a loaded module, costs µs.
+        object.__setattr__(self, name, subpackage)
+        return subpackage
 
     def _workers(self, a: Any) -> dict[str, int]:
         if self.xp is not np:  # only SciPy takes `workers`
@@ -77,14 +86,6 @@ class ArrayBackend:
         the body is one launch. On NumPy it runs as written, so it stays the reference.
         """
         return functools.partial(body, np) if self.xp is np else _fused_on_cupy(body)
-
-
-@functools.cache  # an import, even of a loaded module, costs µs that a kernel would pay on every call
-def _subpackage(package: str, name: str) -> ModuleType:
-    try:
-        return importlib.import_module(f"{package}.{name}")
-    except ImportError as error:
-        raise AttributeError(f"{package} has no subpackage {name!r}") from error
 
 
 NUMPY = ArrayBackend(np, scipy)
@@ -143,12 +144,12 @@ def run_kernel(kernel: Kernel, *args: Any) -> Any:
         return _map(lambda r: r.to(first.dtype) if r.is_floating_point() else r, results)
     if first.is_cpu:
         arrays = [a.detach().numpy() if isinstance(a, torch.Tensor) else a for a in args]
-        return _map(torch.from_numpy, _owned(np, kernel(NUMPY, *arrays), arrays, kernel))
+        return _tensors(torch.from_numpy, np, kernel(NUMPY, *arrays), arrays, kernel)
     if first.is_cuda and CUPY is not None and _use_cupy.get():
         return _run_on_cupy(kernel, first.device, args)
     _warn_round_trip(kernel, first.device)
     arrays = [a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else a for a in args]
-    return _map(lambda r: torch.from_numpy(r).to(first.device), _owned(np, kernel(NUMPY, *arrays), arrays, kernel))
+    return _tensors(lambda r: torch.from_numpy(r).to(first.device), np, kernel(NUMPY, *arrays), arrays, kernel)
 
 
 def _in_float32(a: Any) -> Any:
@@ -160,7 +161,7 @@ def _run_on_cupy(kernel: Kernel, device: torch.device, args: tuple[Any, ...]) ->
     stream = torch.cuda.current_stream(device)
     with cupy.cuda.Device(device.index), _cupy_stream(stream.cuda_stream, stream.device_index):
         arrays = [cupy.from_dlpack(a.detach()) if isinstance(a, torch.Tensor) else a for a in args]
-        return _map(torch.from_dlpack, _owned(cupy, kernel(CUPY, *arrays), arrays, kernel))
+        return _tensors(torch.from_dlpack, cupy, kernel(CUPY, *arrays), arrays, kernel)
 
 
 def _map(function: Callable[[Any], Any], results: Any) -> Any:
@@ -185,22 +186,32 @@ def _cupy_stream(pointer: int, device_index: int):
     return cupy.cuda.ExternalStream(pointer, device_index)
 
 
-def _owned(xp: ModuleType, result: Any, inputs: list[Any], kernel: Kernel) -> Any:
-    """The kernel's array, or tuple of arrays, each C-contiguous and sharing no memory with `inputs`.
+def _tensors(to_tensor: Callable[[Any], torch.Tensor], xp: ModuleType, result: Any, arrays: list, kernel: Kernel):
+    """The kernel's array, or tuple of arrays, as tensors that own their memory: see `_owned`."""
+    if isinstance(result, (tuple, list)):
+        return tuple([to_tensor(_owned(xp, r, arrays, kernel)) for r in result])
+    return to_tensor(_owned(xp, result, arrays, kernel))
+
+
+def _owned(xp: ModuleType, result: Any, arrays: list, kernel: Kernel) -> Any:
+    """`result`, C-contiguous and sharing no memory with the kernel's input `arrays`.
 
     Torch rejects negative strides, and an output that aliases an input breaks autograd.
     """
-    if isinstance(result, tuple | list):
-        return tuple(_owned(xp, r, inputs, kernel) for r in result)
-    if isinstance(result, np.generic) and xp is np:  # a NumPy scalar, as reductions return
-        result = np.asarray(result)
     if not isinstance(result, xp.ndarray):
+        if xp is np and isinstance(result, np.generic):  # a NumPy scalar, as reductions return
+            return np.asarray(result)
         raise TypeError(
             f"{_name(kernel)} must return a {xp.__name__} array or a tuple of them, got {type(result).__name__}"
         )
-    arrays = [a for a in inputs if isinstance(a, xp.ndarray)]
-    if not result.flags.c_contiguous or any(xp.may_share_memory(result, a) for a in arrays):
-        result = result.copy()
+    if not result.flags.c_contiguous:
+        return result.copy()
+    # A NumPy array with no base owns its memory, which no input shares: each input's base is its
+    # tensor. That is the common case, and the check below costs µs. On CuPy every input is checked.
+    if xp is np and result.base is None:
+        return result
+    if any(isinstance(a, xp.ndarray) and xp.may_share_memory(result, a) for a in arrays):
+        return result.copy()
     return result
 
 
@@ -333,8 +344,7 @@ def kernel_op(qualname: str, schema: str, kernel: Kernel, *, check=None, fake=No
     It is defined through torch.library.Library, not torch.library.custom_op: that passes
     the same checks (opcheck, compile, export, torch.func) with a third of the dispatch cost.
     The returned function (its `op` attribute is the operator, torch.ops.<namespace>.<name>)
-    skips the dispatcher where it would only call the implementation: see
-    `_dispatch_would_only_run_the_implementation`.
+    skips the dispatcher where it would only call the implementation: see `_plain_eager_call`.
     """
     namespace, name = qualname.split("::")
     library = torch.library.Library(namespace, "FRAGMENT")
@@ -344,11 +354,13 @@ def kernel_op(qualname: str, schema: str, kernel: Kernel, *, check=None, fake=No
     op = getattr(getattr(torch.ops, namespace), name).default
     returns = schema.split("->")[1]
 
-    @torch.compiler.disable  # a compiled caller that falls back to eager must not trace into NumPy
-    def implementation(*args):
+    def compute(*args):
         if check is not None:
             check(*args)
         return run_kernel(kernel, *args)
+
+    # What the dispatcher calls: a compiled caller that falls back to eager must not trace into NumPy.
+    implementation = torch.compiler.disable(compute)
 
     def autograd(keyset, *args):
         def below_autograd(*args):
@@ -376,9 +388,9 @@ def kernel_op(qualname: str, schema: str, kernel: Kernel, *, check=None, fake=No
         return results.expand(info.batch_size, *results.shape[1:]), 0
 
     def call(*args):
-        # Compiled code must see the op; the check is first, so Dynamo reads no further.
-        if not torch.compiler.is_compiling() and _dispatch_would_only_run_the_implementation(args):
-            return implementation(*args)
+        # Compiled code must see the op; is_compiling() is first, so Dynamo reads no further.
+        if not torch.compiler.is_compiling() and _plain_eager_call(args):
+            return compute(*args)
         return op(*args)
 
     library.impl(name, implementation, "CompositeExplicitAutograd")
@@ -395,42 +407,46 @@ _PLAIN_TENSOR_TYPES = (torch.Tensor, torch.nn.Parameter)
 
 
 @functools.cache
-def _plain_dispatch_keys(is_cuda: bool) -> tuple[torch._C.DispatchKeySet, ...]:
-    """A dense tensor's dispatch keys on the CPU or CUDA: a normal tensor's, and an inference tensor's."""
+def _plain_dispatch_keys(is_cuda: bool) -> frozenset[int]:
+    """A dense tensor's dispatch keys on the CPU or CUDA, a normal tensor's and an inference tensor's, as ints."""
     device = "cuda" if is_cuda else "cpu"
-    keys = []
+    keys = set()
     for inference in (False, True):
         with torch.inference_mode(inference):
-            keys.append(torch._C._dispatch_keys(torch.empty(0, device=device)))
-    return tuple(keys)
+            keys.add(torch._C._dispatch_keys(torch.empty(0, device=device)).raw_repr())
+    return frozenset(keys)
 
 
-def _dispatch_would_only_run_the_implementation(args: tuple[Any, ...]) -> bool:
-    """Whether dispatching a kernel op on `args` would do nothing but call its implementation.
+def _plain_eager_call(args: tuple[Any, ...]) -> bool:
+    """Whether a kernel op's call on `args` can run its implementation itself.
 
-    That is plain eager code: no autograd to record, no torch.func transform, autocast,
-    dispatch or function mode, JIT trace or profiler, and every tensor a dense CPU or
-    CUDA tensor (inference tensors included) with no extra dispatch key (no fake, meta,
-    zero, negated or wrapped tensor). There the dispatcher does nothing but cost time,
-    ~25 µs a call on a small CPU machine, so `kernel_op`'s function runs the
-    implementation itself; anywhere else it dispatches the op.
+    That is plain eager code, where dispatching would do nothing but call the implementation:
+    no autograd to record, no torch.func transform, autocast, dispatch or function mode, JIT
+    trace or profiler, and every tensor a dense CPU or CUDA tensor (inference tensors included)
+    with no extra dispatch key (no fake, meta, zero, negated or wrapped tensor). Nor may a
+    torch.compile frame hook be active, as it is in code that a compiled function runs
+    without tracing: it would trace the kernel's NumPy calls, which the implementation the
+    dispatcher calls is guarded against. Each check costs ~0.1 µs; dispatching costs ~25 µs.
     """
-    tensors = [a for a in args if isinstance(a, torch.Tensor)]
+    if (
+        torch._C._are_functorch_transforms_active()
+        or torch._C._is_any_autocast_enabled()
+        or torch._C._len_torch_dispatch_stack()
+        or torch._C._is_torch_function_mode_enabled()
+        or torch._C._get_tracing_state() is not None
+        or torch._C._autograd._profiler_enabled()
+        or _compile_frame_hook() is not None
+    ):
+        return False
     grad = torch.is_grad_enabled()
-    return (
-        not torch._C._are_functorch_transforms_active()
-        and not torch._C._is_any_autocast_enabled()
-        and torch._C._len_torch_dispatch_stack() == 0
-        and not torch._C._is_torch_function_mode_enabled()
-        and torch._C._get_tracing_state() is None
-        and not torch._C._autograd._profiler_enabled()
-        and all(
-            type(t) in _PLAIN_TENSOR_TYPES
-            and not (grad and t.requires_grad)
-            and torch._C._dispatch_keys(t) in _plain_dispatch_keys(t.is_cuda)
-            for t in tensors
-        )
-    )
+    for a in args:
+        if isinstance(a, torch.Tensor) and not (
+            type(a) in _PLAIN_TENSOR_TYPES
+            and not (grad and a.requires_grad)
+            and torch._C._dispatch_keys(a).raw_repr() in _plain_dispatch_keys(a.is_cuda)
+        ):
+            return False
+    return True
 
 
 def function_applier(function: type[torch.autograd.Function]) -> Callable[..., Any]:

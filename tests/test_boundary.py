@@ -242,6 +242,13 @@ def test_kernel_op_dispatches_wherever_a_layer_acts_on_the_call(dispatched, laye
     assert dispatched, f"{layer}: the call skipped the dispatcher"
 
 
+def test_kernel_op_dispatches_under_a_compile_frame_hook(dispatched):
+    """As in code that a compiled function runs untraced: the hook would trace the kernel's NumPy calls."""
+    x = torch.randn(3)
+    torch.testing.assert_close(torch._dynamo.run(DOUBLED)(x), 2 * x)  # the hook runs compiled code, compiles none
+    assert dispatched, "the call skipped the dispatcher, which calls the implementation that Dynamo will not trace"
+
+
 def test_round_trip_warns_once_per_kernel_and_names_the_extra(monkeypatch):
     monkeypatch.setattr(_boundary, "_warned_round_trip", set())
     cuda = torch.device("cuda")
