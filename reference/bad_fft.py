@@ -36,7 +36,8 @@ def bad_fft_kernel(backend: ArrayBackend, x):
     if xp is not np or np.isfinite(magnitude[..., 0, 0]).all():
         return magnitude, spectrum
     # FFT libraries differ on Inf - Inf: pocketfft gives NaN where native torch on the CPU gives Inf.
-    # As native: an image with a NaN is all NaN, else one with an Inf is all Inf.
+    # As native for one Inf or NaN: an image with a NaN is all NaN, else one with an Inf is all Inf.
+    # (With several, which bins are NaN depends on each library's order of operations.)
     finite = xp.isfinite(x).all(axis=(-2, -1), keepdims=True)
     has_nan = xp.isnan(x).any(axis=(-2, -1), keepdims=True)
     nan, inf = magnitude.dtype.type(xp.nan), magnitude.dtype.type(xp.inf)
