@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import math
+import statistics
 from collections.abc import Callable
 
 import torch
@@ -51,12 +52,15 @@ def compare(
     forward: Callable[..., torch.Tensor],
     baseline: str = "native",
     min_run_time: float = 0.2,
-    rounds: int = 3,
+    rounds: int = 7,
 ) -> dict[str, list[float]]:
     """Prints a Markdown table of median ms per case and each contender's time over `baseline`'s.
 
     `cases` maps a label to a function that makes the inputs; `forward` makes the
     output shape for the gradient. Returns each contender's ratios, one per case.
+    The contenders take turns, `rounds` times; a ratio is the median of the rounds'
+    ratios, each from timings taken side by side, so neither a burst of noise nor a
+    machine that slows down or speeds up over the run moves it.
     """
     others = [name for name in contenders if name != baseline]
     header = [*contenders, *(f"{name}/{baseline}" for name in others)]
@@ -66,14 +70,13 @@ def compare(
     for label, make_inputs in cases.items():
         inputs = make_inputs()
         grad = torch.randn_like(forward(*inputs))
-        # Interleaved rounds, each contender keeping its fastest: a burst of noise on a shared
-        # machine then lands on no contender alone.
-        ms = dict.fromkeys(contenders, float("inf"))
+        times: dict[str, list[float]] = {name: [] for name in contenders}
         for _ in range(rounds):
             for name, step in contenders.items():
-                ms[name] = min(ms[name], median_ms(step, inputs, grad, min_run_time / rounds))
+                times[name].append(median_ms(step, inputs, grad, min_run_time / rounds))
+        ms = {name: statistics.median(t) for name, t in times.items()}
         for name in others:
-            ratios[name].append(ms[name] / ms[baseline])
+            ratios[name].append(statistics.median(a / b for a, b in zip(times[name], times[baseline], strict=True)))
         cells = [f"{ms[name]:.3f} ms" for name in contenders] + [f"{ratios[name][-1]:.2f}" for name in others]
         print(f"| {label} | " + " | ".join(cells) + " |", flush=True)
     means = [f"{geometric_mean(r):.2f}" for r in ratios.values()]
