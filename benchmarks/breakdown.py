@@ -10,19 +10,21 @@ same forward plus backward with fewer layers:
     run_kernel  the recorded kernel calls through the boundary (tensors in, tensors out)
     kernels     the same kernels on bare arrays: NumPy, or CuPy on CUDA
 
-The layers are the differences. Depths are timed in interleaved rounds and each
-keeps its fastest round, so a burst of noise on a shared machine does not land on
-one layer. A bare `x.sin()` forward plus backward is timed beside them, as the yardstick.
+The layers are the differences. The depths take turns, round after round, and a
+layer is the median over the rounds of the difference within each round: a burst of
+noise, or a machine that slows down over the run, then lands on no layer. A bare
+`x.sin()` forward plus backward is timed in each round too, as the yardstick.
 On CUDA (with CuPy) every timing waits for the GPU, so a layer is its CPU-side cost
 where the GPU keeps up, which is the floor of a small step.
 
-python -m benchmarks.breakdown [--size 32] [--rounds 7] [--device cuda]
+python -m benchmarks.breakdown [--size 32] [--rounds 15] [--device cuda]
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import statistics
 import sys
 from collections.abc import Callable
 
@@ -114,14 +116,18 @@ def depths(public: Callable, apply: Callable, inputs: tuple, grad: torch.Tensor)
     }
 
 
-def fastest_medians(steps: dict[str, Callable[[], None]], rounds: int) -> dict[str, float]:
-    """Each step's median time in µs, the fastest of `rounds` interleaved rounds."""
-    best = dict.fromkeys(steps, float("inf"))
+def timings(steps: dict[str, Callable[[], None]], rounds: int) -> dict[str, list[float]]:
+    """Each step's median time in µs in each of `rounds` rounds, the steps taking turns."""
+    timers = {name: benchmark.Timer("step()", globals={"step": step}) for name, step in steps.items()}
+    times: dict[str, list[float]] = {name: [] for name in steps}
     for _ in range(rounds):
-        for name, step in steps.items():
-            timer = benchmark.Timer("step()", globals={"step": step})
-            best[name] = min(best[name], timer.blocked_autorange(min_run_time=0.1).median * 1e6)
-    return best
+        for name, timer in timers.items():
+            times[name].append(timer.blocked_autorange(min_run_time=0.05).median * 1e6)
+    return times
+
+
+def median_difference(times: dict[str, list[float]], outer: str, inner: str) -> float:
+    return statistics.median(a - b for a, b in zip(times[outer], times[inner], strict=True))
 
 
 def cases(size: int, device: str) -> dict[str, tuple[Callable, Callable, tuple]]:
@@ -150,22 +156,23 @@ LAYERS = {  # layer: (outer depth, inner depth)
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=32, help="the input's height and width")
-    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     args = parser.parse_args()
     if args.device == "cuda" and _boundary.CUPY is None:
         parser.error("--device cuda times the kernels on CuPy: install CuPy")
     print(f"# Fixed cost per forward + backward, {args.size}x{args.size}, {args.device}, {environment()}\n")
     x = torch.randn(args.size, args.size, device=args.device, requires_grad=True)
-    yardstick = fastest_medians({"sin": lambda: x.sin().backward(torch.ones_like(x))}, args.rounds)["sin"]
-    print(f"yardstick: x.sin() forward + backward takes {yardstick:.1f} µs\n")
-    columns = [*LAYERS, "kernels", "overhead", "total"]
+    columns = [*LAYERS, "kernels", "overhead", "total", "yardstick"]
     print("| op | " + " | ".join(columns) + " |\n|---" * 1 + "|---" * len(columns) + "|")
     for name, (public, apply, inputs) in cases(args.size, args.device).items():
         grad = torch.randn_like(public(*inputs))
-        us = fastest_medians(depths(public, apply, inputs, grad), args.rounds)
-        cells = [us[outer] - us[inner] for outer, inner in LAYERS.values()]
-        cells += [us["kernels"], us["public"] - us["kernels"], us["public"]]
+        steps = depths(public, apply, inputs, grad)
+        steps["yardstick"] = lambda: x.sin().backward(torch.ones_like(x))
+        us = timings(steps, args.rounds)
+        cells = [median_difference(us, outer, inner) for outer, inner in LAYERS.values()]
+        cells += [statistics.median(us["kernels"]), median_difference(us, "public", "kernels")]
+        cells += [statistics.median(us["public"]), statistics.median(us["yardstick"])]
         print(f"| {name} | " + " | ".join(f"{c:.1f} µs" for c in cells) + " |", flush=True)
 
 
