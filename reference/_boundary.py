@@ -426,7 +426,8 @@ def _plain_eager_call(args: tuple[Any, ...]) -> bool:
     with no extra dispatch key (no fake, meta, zero, negated or wrapped tensor). Nor may a
     torch.compile frame hook be active, as it is in code that a compiled function runs
     without tracing: it would trace the kernel's NumPy calls, which the implementation the
-    dispatcher calls is guarded against. Each check costs ~0.1 µs; dispatching costs ~25 µs.
+    dispatcher calls is guarded against. On a small CPU machine, amid a step's other work,
+    these checks cost ~13 µs a call, and dispatching ~40 µs.
     """
     if (
         torch._C._are_functorch_transforms_active()
