@@ -143,12 +143,13 @@ def run_kernel(kernel: Kernel, *args: Any) -> Any:
         results = run_kernel(kernel, *(_in_float32(a) for a in args))
         return _map(lambda r: r.to(first.dtype) if r.is_floating_point() else r, results)
     if first.is_cpu:
-        arrays = [a.detach().numpy() if isinstance(a, torch.Tensor) else a for a in args]
+        # numpy(force=True) detaches in one call, and shares the tensor's memory.
+        arrays = [a.numpy(force=True) if isinstance(a, torch.Tensor) else a for a in args]
         return _tensors(torch.from_numpy, np, kernel(NUMPY, *arrays), arrays, kernel)
     if first.is_cuda and CUPY is not None and _use_cupy.get():
         return _run_on_cupy(kernel, first.device, args)
     _warn_round_trip(kernel, first.device)
-    arrays = [a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else a for a in args]
+    arrays = [a.numpy(force=True) if isinstance(a, torch.Tensor) else a for a in args]  # copied to the host
     return _tensors(lambda r: torch.from_numpy(r).to(first.device), np, kernel(NUMPY, *arrays), arrays, kernel)
 
 
