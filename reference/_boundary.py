@@ -205,11 +205,12 @@ def _owned(xp: ModuleType, result: Any, arrays: list, kernel: Kernel) -> Any:
         raise TypeError(
             f"{_name(kernel)} must return a {xp.__name__} array or a tuple of them, got {type(result).__name__}"
         )
-    if not result.flags.c_contiguous:
+    flags = result.flags
+    if not flags.c_contiguous:
         return result.copy()
-    # A NumPy array with no base owns its memory, which no input shares: each input's base is its
-    # tensor. That is the common case, and the check below costs µs. On CuPy every input is checked.
-    if xp is np and result.base is None:
+    # A NumPy array that owns its memory shares it with no input, whose memory is its tensor's.
+    # That is the common case, and the check below costs µs. On CuPy every input is checked.
+    if xp is np and flags.owndata:
         return result
     if any(isinstance(a, xp.ndarray) and xp.may_share_memory(result, a) for a in arrays):
         return result.copy()
