@@ -40,11 +40,20 @@ def test_cpu_tensors_cross_without_copies():
     torch.testing.assert_close(y, x.detach() * 2)
 
 
-def test_output_never_aliases_an_input():
+@pytest.mark.parametrize(
+    "kernel",
+    [lambda backend, a: a, lambda backend, a: a.reshape(4, 3)[1:], lambda backend, a: (a * 2, a[1:])],
+    ids=["the input", "a view of it", "one of two outputs"],
+)
+def test_output_never_aliases_an_input(kernel):
     x = torch.randn(3, 4)
-    y = run_kernel(lambda backend, a: a, x)
-    assert y.data_ptr() != x.data_ptr()
-    torch.testing.assert_close(y, x)
+    outputs = run_kernel(kernel, x)
+    expected = kernel(_boundary.NUMPY, x.numpy().copy())
+    if not isinstance(outputs, tuple):
+        outputs, expected = (outputs,), (expected,)
+    for y, array in zip(outputs, expected, strict=True):
+        assert not np.shares_memory(y.numpy(), x.numpy())
+        torch.testing.assert_close(y, torch.from_numpy(array))
 
 
 def test_negative_strides_become_a_contiguous_tensor():
