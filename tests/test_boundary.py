@@ -251,6 +251,25 @@ def test_kernel_op_dispatches_wherever_a_layer_acts_on_the_call(dispatched, laye
     assert dispatched, f"{layer}: the call skipped the dispatcher"
 
 
+def test_kernel_op_compiles_across_graph_breaks():
+    """Each graph around a graph break calls the op (Dynamo never traces into the kernel), with eager's values."""
+    graphs = []
+
+    def recording_backend(graph_module, example_inputs):
+        graphs.append(graph_module)
+        return graph_module.forward
+
+    def step(x):
+        y = DOUBLED(x) + 1
+        torch._dynamo.graph_break()
+        return DOUBLED(y).sin()
+
+    x = torch.randn(5)
+    torch.testing.assert_close(torch.compile(step, backend=recording_backend)(x), step(x))
+    called = [[node.target for node in graph.graph.nodes if node.op == "call_function"] for graph in graphs]
+    assert len(graphs) == 2 and all(DOUBLED.op in targets for targets in called), called
+
+
 def test_kernel_op_dispatches_under_a_compile_frame_hook(dispatched):
     """As in code that a compiled function runs untraced: the hook would trace the kernel's NumPy calls."""
     x = torch.randn(3)
