@@ -142,15 +142,19 @@ def run_kernel(kernel: Kernel, *args: Any) -> Any:
     if first.dtype in _COMPUTED_IN_FLOAT32:
         results = run_kernel(kernel, *(_in_float32(a) for a in args))
         return _map(lambda r: r.to(first.dtype) if r.is_floating_point() else r, results)
-    if first.is_cpu:
-        # numpy(force=True) detaches in one call, and shares the tensor's memory.
-        arrays = [a.numpy(force=True) if isinstance(a, torch.Tensor) else a for a in args]
-        return _tensors(torch.from_numpy, np, kernel(NUMPY, *arrays), arrays, kernel)
     if first.is_cuda and CUPY is not None and _use_cupy.get():
         return _run_on_cupy(kernel, first.device, args)
-    _warn_round_trip(kernel, first.device)
-    arrays = [a.numpy(force=True) if isinstance(a, torch.Tensor) else a for a in args]  # copied to the host
-    return _tensors(lambda r: torch.from_numpy(r).to(first.device), np, kernel(NUMPY, *arrays), arrays, kernel)
+    if first.is_cpu:
+        to_tensor = torch.from_numpy
+    else:
+        _warn_round_trip(kernel, first.device)
+
+        def to_tensor(r):
+            return torch.from_numpy(r).to(first.device)
+
+    # numpy(force=True) detaches in one call; it shares a CPU tensor's memory, and copies others to the host.
+    arrays = [a.numpy(force=True) if isinstance(a, torch.Tensor) else a for a in args]
+    return _tensors(to_tensor, np, kernel(NUMPY, *arrays), arrays, kernel)
 
 
 def _in_float32(a: Any) -> Any:

@@ -54,9 +54,8 @@ def assert_matches(op, native, *inputs, **tolerance):
 
     def assert_close(actual, expected):
         scale = _HALF_PRECISION_SCALE.get(expected.dtype)
-        if scale is not None:
-            tolerance.update(rtol=scale, atol=scale * expected.detach().abs().max().item())
-        torch.testing.assert_close(actual, expected, **tolerance)
+        within = tolerance if scale is None else {"rtol": scale, "atol": scale * expected.detach().abs().max().item()}
+        torch.testing.assert_close(actual, expected, **within)
 
     output, expected = op(*inputs), native(*inputs)
     assert_close(output, expected)
