@@ -369,6 +369,20 @@ def test_inf_and_nan_stay_in_the_windows_that_hold_them(shape, kernel, value, de
     torch.testing.assert_close(ours, theirs, equal_nan=True)
 
 
+def test_inf_minus_inf_is_nan_without_a_warning(device):
+    """As native: Inf - Inf in one window is NaN, and no warning (the suite's warnings are errors).
+
+    The other two infinities, at one row's end and the next row's start, share no window.
+    """
+    input, weight = torch.zeros(8, 8, device=device), torch.ones(3, 3, device=device)
+    with torch.no_grad():
+        input[1, 1], input[1, 2] = float("inf"), -float("inf")
+        input[5, 7], input[6, 0] = float("inf"), -float("inf")
+    output = scipy_conv2d(input, weight)
+    torch.testing.assert_close(output, native(input, weight), equal_nan=True)
+    assert output.isnan().any() and output.isinf().any()
+
+
 def test_float32_keeps_its_digits_where_outputs_are_small(device):
     """The FFT's error scales with the largest value in the image; small outputs must not inherit it."""
     scale = torch.logspace(-3, 3, 40, device=device)[:, None]
