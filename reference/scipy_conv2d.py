@@ -34,8 +34,9 @@ from ._boundary import (
 
 # Up to this many terms (kernel taps, or outputs), shifted multiply-adds beat three FFTs. A term is
 # two array operations. On NumPy one costs ~3 µs plus ~0.7 ns per output, and the FFT route ~60 µs
-# plus ~30 ns per image element: the multiply-adds win up to ~50 terms, whatever the size. On CuPy
-# each operation is a kernel launch of its own, tens of µs, so the FFT route wins sooner.
+# plus ~30 ns per image element: they break even at ~30 terms on 32x32 images and at 50-70 from
+# 128x128 up, so kernels up to 7x7 go direct. On CuPy each operation is a kernel launch of its own,
+# tens of µs, so the FFT route wins sooner.
 _MAX_DIRECT_TERMS = {"numpy": 49, "cupy": 16}
 
 # ----------------------------------------------------------------------------
