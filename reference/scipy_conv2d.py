@@ -49,16 +49,17 @@ _MAX_DIRECT_TERMS = {"numpy": 49, "cupy": 16}
 @np.errstate(invalid="ignore", over="ignore")
 def scipy_conv2d_kernel(backend: ArrayBackend, x, w):
     """Valid cross-correlation of x (..., H, W) with w (..., kH, kW); leading dims broadcast."""
+    xp = backend.xp
     kh, kw = w.shape[-2:]
     out_h, out_w = x.shape[-2] - kh + 1, x.shape[-1] - kw + 1
-    most = _MAX_DIRECT_TERMS[backend.xp.__name__]
+    most = _MAX_DIRECT_TERMS[xp.__name__]
     if kh * kw <= most:
-        return _correlate_by_taps(backend.xp, x, w, out_h, out_w)
+        return _correlate_by_taps(xp, x, w, out_h, out_w)
     if out_h * out_w <= most:
-        return _correlate_by_outputs(backend.xp, x, w, out_h, out_w)
+        return _correlate_by_outputs(xp, x, w, out_h, out_w)
     # An FFT spreads one Inf or NaN over every output; the direct sum keeps it in the windows that hold it.
-    if not (backend.xp.isfinite(x).all() and backend.xp.isfinite(w).all()):
-        return _correlate_by_taps(backend.xp, x, w, out_h, out_w)
+    if not (xp.isfinite(x).all() and xp.isfinite(w).all()):
+        return _correlate_by_taps(xp, x, w, out_h, out_w)
     return _correlate_by_fft(backend, x, w, out_h, out_w)
 
 
@@ -72,7 +73,7 @@ def _correlate_by_taps(xp, x, w, out_h, out_w):
     width = x.shape[-1]
     rows = x.reshape(*x.shape[:-2], x.shape[-2] * width)
     length = out_h * width - (kw - 1)  # from the first output to the last; the last row stops at out_w
-    full = xp.empty((*xp.broadcast(x[..., 0, 0], w[..., 0, 0]).shape, out_h * width), dtype=x.dtype)
+    full = xp.empty((*_batch(xp, x, w), out_h * width), dtype=x.dtype)
     run = full[..., :length]
     xp.multiply(w[..., 0, 0, None], rows[..., :length], out=run)
     for i in range(kh):
@@ -85,11 +86,16 @@ def _correlate_by_taps(xp, x, w, out_h, out_w):
 
 def _correlate_by_outputs(xp, x, w, out_h, out_w):
     kh, kw = w.shape[-2:]
-    out = xp.empty((*xp.broadcast(x[..., 0, 0], w[..., 0, 0]).shape, out_h, out_w), dtype=x.dtype)
+    out = xp.empty((*_batch(xp, x, w), out_h, out_w), dtype=x.dtype)
     for i in range(out_h):
         for j in range(out_w):
             out[..., i, j] = xp.einsum("...ij,...ij->...", x[..., i : i + kh, j : j + kw], w)  # no temporary
     return out
+
+
+def _batch(xp, x, w):
+    """The leading dims of x and w, broadcast: those of the output."""
+    return xp.broadcast(x[..., 0, 0], w[..., 0, 0]).shape
 
 
 def _correlate_by_fft(backend, x, w, out_h, out_w):
