@@ -18,6 +18,7 @@ import contextvars
 import functools
 import importlib
 import importlib.metadata
+import inspect
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,7 +29,8 @@ import numpy as np
 import scipy
 import scipy.fft  # imported now: every FFT op needs it, and the first call should not pay
 import torch
-from torch._C._dynamo.eval_frame import get_eval_frame_callback as _compile_frame_hook
+from torch.autograd import forward_ad
+from torch.overrides import handle_torch_function, has_torch_function
 
 # Below this many elements, a second FFT thread costs more than it saves.
 _MIN_ELEMENTS_PER_FFT_THREAD = 1 << 17
@@ -134,9 +136,15 @@ def run_kernel(kernel: Kernel, *args: Any) -> Any:
     `args` are tensors, which share one device, and plain values (a float, int, bool or
     str hyperparameter), which reach the kernel as they are. The kernel returns an
     array, or a tuple of arrays; run_kernel returns a tensor, or a tuple of tensors, of
-    exactly their shapes (0-d included), on the tensors' device. Each owns its memory:
-    it never aliases an input. float16 and bfloat16 tensors are computed in float32;
-    when the first tensor is one, float results are cast back to its dtype.
+    exactly their shapes (0-d included), on the tensors' device. float16 and bfloat16
+    tensors are computed in float32; when the first tensor is one, float results are
+    cast back to its dtype.
+
+    Storages stay as native ops leave them. The kernel sees each input's memory without a
+    copy, and the input stays resizable (FSDP frees parameters with resize_(0)). Each
+    output is a new tensor in torch's own memory, resizable, never aliasing an input,
+    whatever the array's strides or flags. NumPy's floating-point warnings are off, as
+    native torch gives Inf and NaN silently; a kernel's other warnings reach the caller.
     """
     first = next(a for a in args if isinstance(a, torch.Tensor))
     if first.dtype in _COMPUTED_IN_FLOAT32:
@@ -144,17 +152,12 @@ def run_kernel(kernel: Kernel, *args: Any) -> Any:
         return _map(lambda r: r.to(first.dtype) if r.is_floating_point() else r, results)
     if first.is_cuda and CUPY is not None and _use_cupy.get():
         return _run_on_cupy(kernel, first.device, args)
-    if first.is_cpu:
-        to_tensor = torch.from_numpy
-    else:
+    if not first.is_cpu:
         _warn_round_trip(kernel, first.device)
-
-        def to_tensor(r):
-            return torch.from_numpy(r).to(first.device)
-
-    # numpy(force=True) detaches in one call; it shares a CPU tensor's memory, and copies others to the host.
-    arrays = [a.numpy(force=True) if isinstance(a, torch.Tensor) else a for a in args]
-    return _tensors(to_tensor, np, kernel(NUMPY, *arrays), arrays, kernel)
+    arrays = [_host_array(a.detach().cpu()) if isinstance(a, torch.Tensor) else a for a in args]
+    with np.errstate(all="ignore"):
+        result = kernel(NUMPY, *arrays)
+    return _map(lambda r: _new_tensor(np, kernel, r).to(first.device), _arrays(np, kernel, result))
 
 
 def _in_float32(a: Any) -> Any:
@@ -165,8 +168,9 @@ def _run_on_cupy(kernel: Kernel, device: torch.device, args: tuple[Any, ...]) ->
     # CuPy works on PyTorch's current stream, so no synchronisation is needed either way.
     stream = torch.cuda.current_stream(device)
     with cupy.cuda.Device(device.index), _cupy_stream(stream.cuda_stream, stream.device_index):
+        # DLPack, unlike Tensor.numpy(), leaves the input's storage resizable.
         arrays = [cupy.from_dlpack(a.detach()) if isinstance(a, torch.Tensor) else a for a in args]
-        return _tensors(torch.from_dlpack, cupy, kernel(CUPY, *arrays), arrays, kernel)
+        return _map(lambda r: _new_tensor(cupy, kernel, r, device), _arrays(cupy, kernel, kernel(CUPY, *arrays)))
 
 
 def _map(function: Callable[[Any], Any], results: Any) -> Any:
@@ -191,34 +195,93 @@ def _cupy_stream(pointer: int, device_index: int):
     return cupy.cuda.ExternalStream(pointer, device_index)
 
 
-def _tensors(to_tensor: Callable[[Any], torch.Tensor], xp: ModuleType, result: Any, arrays: list, kernel: Kernel):
-    """The kernel's array, or tuple of arrays, as tensors that own their memory: see `_owned`."""
+def _arrays(xp: ModuleType, kernel: Kernel, result: Any) -> Any:
+    """The kernel's result as an array or a tuple of arrays; NumPy's scalars (from reductions) become 0-d arrays."""
     if isinstance(result, (tuple, list)):
-        return tuple([to_tensor(_owned(xp, r, arrays, kernel)) for r in result])
-    return to_tensor(_owned(xp, result, arrays, kernel))
+        return tuple([_array(xp, kernel, r) for r in result])
+    return _array(xp, kernel, result)
 
 
-def _owned(xp: ModuleType, result: Any, arrays: list, kernel: Kernel) -> Any:
-    """`result`, C-contiguous and sharing no memory with the kernel's input `arrays`.
-
-    Torch rejects negative strides, and an output that aliases an input breaks autograd.
-    """
-    if not isinstance(result, xp.ndarray):
-        if xp is np and isinstance(result, np.generic):  # a NumPy scalar, as reductions return
-            return np.asarray(result)
-        raise TypeError(
-            f"{_name(kernel)} must return a {xp.__name__} array or a tuple of them, got {type(result).__name__}"
-        )
-    flags = result.flags
-    if not flags.c_contiguous:
-        return result.copy()
-    # A NumPy array that owns its memory shares it with no input, whose memory is its tensor's.
-    # That is the common case, and the check below costs µs. On CuPy every input is checked.
-    if xp is np and flags.owndata:
+def _array(xp: ModuleType, kernel: Kernel, result: Any) -> Any:
+    if isinstance(result, xp.ndarray):
         return result
-    if any(isinstance(a, xp.ndarray) and xp.may_share_memory(result, a) for a in arrays):
-        return result.copy()
-    return result
+    if xp is np and isinstance(result, np.generic):
+        return np.asarray(result)
+    raise TypeError(
+        f"{_name(kernel)} must return a {xp.__name__} array or a tuple of them, got {type(result).__name__}"
+    )
+
+
+class _HostView:
+    """A CPU tensor's memory in NumPy's array interface, keeping the tensor alive.
+
+    Tensor.numpy() would share the memory too, but it marks the storage non-resizable for
+    good, and FSDP, which frees parameters with resize_(0), then fails.
+    """
+
+    __slots__ = ("__array_interface__", "_tensor")
+
+    def __init__(self, t: torch.Tensor):
+        self._tensor = t
+        size = t.element_size()
+        self.__array_interface__ = {
+            "data": (t.data_ptr(), False),
+            "shape": t.shape,
+            "strides": tuple([stride * size for stride in t.stride()]),
+            "typestr": _NUMPY_TYPESTR[t.dtype],
+            "version": 3,
+        }
+
+
+def _host_array(t: torch.Tensor) -> np.ndarray:
+    """A dense CPU tensor as a NumPy array that shares its memory, or a copy for a conjugate or negated view."""
+    if t.layout != torch.strided:
+        raise TypeError(f"tensors must be dense (strided) to reach an array kernel, got {t.layout}")
+    if t.dtype not in _NUMPY_TYPESTR:
+        raise TypeError(f"NumPy has no dtype for {t.dtype}")
+    if t.is_conj() or t.is_neg():
+        t = t.resolve_conj().resolve_neg()
+    elif t.data_ptr() == 0 and t.numel():  # a zero tensor, which has no memory
+        t = torch.zeros(t.shape, dtype=t.dtype)
+    return np.asarray(_HostView(t))
+
+
+def _new_tensor(xp: ModuleType, kernel: Kernel, array: Any, device: torch.device | str = "cpu") -> torch.Tensor:
+    """A new tensor in torch's memory with `array`'s values, whatever its strides and flags.
+
+    torch.from_numpy and torch.from_dlpack would share the array's memory, but their tensors
+    cannot be resized, and they refuse negative strides; a read-only array makes from_numpy warn.
+    """
+    dtype = _TORCH_DTYPE.get(array.dtype)
+    if dtype is None:
+        raise TypeError(f"{_name(kernel)} returned an array of dtype {array.dtype}, which torch has no dtype for")
+    out = torch.empty(array.shape, dtype=dtype, device=device)
+    xp.copyto(np.asarray(_HostView(out)) if xp is np else xp.from_dlpack(out), array)
+    return out
+
+
+def _numpy_dtypes() -> tuple[dict[torch.dtype, str], dict[np.dtype, torch.dtype]]:
+    """Each torch dtype that NumPy has, as NumPy's type string, and back."""
+    typestr, dtype = {}, {}
+    for t in (
+        torch.bool,
+        torch.uint8,
+        torch.int8,
+        torch.int16,
+        torch.int32,
+        torch.int64,
+        torch.float16,
+        torch.float32,
+        torch.float64,
+        torch.complex64,
+        torch.complex128,
+    ):
+        array_dtype = torch.empty(0, dtype=t).numpy().dtype
+        typestr[t], dtype[array_dtype] = array_dtype.str, t
+    return typestr, dtype
+
+
+_NUMPY_TYPESTR, _TORCH_DTYPE = _numpy_dtypes()
 
 
 def _name(kernel: Kernel) -> str:
@@ -262,10 +325,48 @@ def batch_first(args: tuple[Any, ...], in_dims: tuple[int | None, ...]) -> tuple
     return tuple(lined_up)
 
 
+def public_op(function: Callable[..., Any]) -> Callable[..., Any]:
+    """`function`, an op's public function, as torch's own Python functions are to their callers.
+
+    A tensor-like argument sees the call through `__torch_function__`, as it does for
+    torch.nn.functional: torch.fx.symbolic_trace records the op as one node, and a tensor
+    subclass can act on it. TorchScript leaves it as a Python call, since it cannot compile
+    NumPy: a scripted module that uses the op runs.
+    """
+
+    @functools.wraps(function)
+    def public(*args, **kwargs):
+        arguments = (*args, *kwargs.values())
+        if has_torch_function(arguments):
+            return handle_torch_function(public, arguments, *args, **kwargs)
+        return function(*args, **kwargs)
+
+    # TorchScript reads the signature for its types; under `from __future__ import annotations`
+    # they are strings that only `function`'s module can resolve.
+    public.__signature__ = inspect.signature(function, eval_str=True)
+    return torch.jit.ignore(public)
+
+
 def check_tensor(op: str, name: str, t: Any) -> None:
-    """Raises a clear TypeError unless `t` is a tensor (the public functions' first check)."""
+    """Raises a clear TypeError unless `t` is a dense tensor (the public functions' first check)."""
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"{op}: {name} must be a torch.Tensor, got {type(t).__name__}")
+    if t.layout != torch.strided:
+        raise TypeError(f"{op}: {name} must be a dense (strided) tensor, got layout {t.layout}")
+
+
+# A tuple, not a union: torch.compile before 2.10 cannot trace isinstance with a union.
+_REAL_NUMBERS = (int, float, np.integer, np.floating)
+
+
+def float_argument(op: str, name: str, value: Any) -> float:
+    """`value` as a float, taken as torch takes a float argument: any real Python or NumPy number but a bool."""
+    if isinstance(value, bool) or not isinstance(value, _REAL_NUMBERS):
+        raise TypeError(f"{op}: {name} must be a real number, got {type(value).__name__}")
+    try:
+        return float(value)
+    except OverflowError:
+        raise ValueError(f"{op}: {name} is too large for a float: an int of {int(value).bit_length()} bits") from None
 
 
 def check_float(op: str, name: str, t: torch.Tensor) -> None:
@@ -372,6 +473,12 @@ def kernel_op(qualname: str, schema: str, kernel: Kernel, *, check=None, fake=No
         def below_autograd(*args):
             return op.redispatch(keyset & torch._C._after_autograd_keyset, *args)
 
+        if any(isinstance(a, torch.Tensor) and forward_ad.unpack_dual(a).tangent is not None for a in args):
+            raise RuntimeError(
+                f"torch.ops.{namespace}.{name} got a forward-mode tangent (torch.func.jvp, jacfwd, hessian or "
+                "dual tensors) under torch.compile, which traces the op's autograd.Function without its jvp; "
+                "compute forward-mode derivatives outside torch.compile"
+            )
         if torch.is_grad_enabled() and any(isinstance(a, torch.Tensor) and a.requires_grad for a in args):
             return _NoDerivative.apply(f"torch.ops.{namespace}.{name}", below_autograd, *args)
         return below_autograd(*args)
@@ -412,6 +519,27 @@ def kernel_op(qualname: str, schema: str, kernel: Kernel, *, check=None, fake=No
 _PLAIN_TENSOR_TYPES = (torch.Tensor, torch.nn.Parameter)
 
 
+def _private(module: str, name: str) -> Callable[..., Any] | None:
+    """A private torch function, or None where this torch has none by that name."""
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):
+        return None
+
+
+# The shortcut's view of torch's state: private names, which a torch release may rename or
+# change. Where one is missing or raises, every call takes the dispatcher: slower, as correct.
+_functorch_transforms_active = _private("torch._C", "_are_functorch_transforms_active")
+_any_autocast_enabled = _private("torch._C", "_is_any_autocast_enabled")
+_dispatch_mode_depth = _private("torch._C", "_len_torch_dispatch_stack")
+_function_mode_enabled = _private("torch._C", "_is_torch_function_mode_enabled")
+_jit_tracing_state = _private("torch._C", "_get_tracing_state")
+_profiler_enabled = _private("torch._C._autograd", "_profiler_enabled")
+_compile_frame_hook = _private("torch._C._dynamo.eval_frame", "get_eval_frame_callback")
+_dispatch_keys = _private("torch._C", "_dispatch_keys")
+_raw_keys = getattr(_private("torch._C", "DispatchKeySet"), "raw_repr", None)
+
+
 @functools.cache
 def _plain_dispatch_keys(is_cuda: bool) -> frozenset[int]:
     """A dense tensor's dispatch keys on the CPU or CUDA, a normal tensor's and an inference tensor's, as ints."""
@@ -419,7 +547,7 @@ def _plain_dispatch_keys(is_cuda: bool) -> frozenset[int]:
     keys = set()
     for inference in (False, True):
         with torch.inference_mode(inference):
-            keys.add(torch._C._dispatch_keys(torch.empty(0, device=device)).raw_repr())
+            keys.add(_raw_keys(_dispatch_keys(torch.empty(0, device=device))))
     return frozenset(keys)
 
 
@@ -435,25 +563,28 @@ def _plain_eager_call(args: tuple[Any, ...]) -> bool:
     dispatcher calls is guarded against. On a small CPU machine, amid a step's other work,
     these checks cost ~13 µs a call, and dispatching ~40 µs.
     """
-    if (
-        torch._C._are_functorch_transforms_active()
-        or torch._C._is_any_autocast_enabled()
-        or torch._C._len_torch_dispatch_stack()
-        or torch._C._is_torch_function_mode_enabled()
-        or torch._C._get_tracing_state() is not None
-        or torch._C._autograd._profiler_enabled()
-        or _compile_frame_hook() is not None
-    ):
-        return False
-    grad = torch.is_grad_enabled()
-    for a in args:
-        if isinstance(a, torch.Tensor) and not (
-            type(a) in _PLAIN_TENSOR_TYPES
-            and not (grad and a.requires_grad)
-            and torch._C._dispatch_keys(a).raw_repr() in _plain_dispatch_keys(a.is_cuda)
+    try:
+        if (
+            _functorch_transforms_active()
+            or _any_autocast_enabled()
+            or _dispatch_mode_depth()
+            or _function_mode_enabled()
+            or _jit_tracing_state() is not None
+            or _profiler_enabled()
+            or _compile_frame_hook() is not None
         ):
             return False
-    return True
+        grad = torch.is_grad_enabled()
+        for a in args:
+            if isinstance(a, torch.Tensor) and not (
+                type(a) in _PLAIN_TENSOR_TYPES
+                and not (grad and a.requires_grad)
+                and _raw_keys(_dispatch_keys(a)) in _plain_dispatch_keys(a.is_cuda)
+            ):
+                return False
+        return True
+    except Exception:  # a private name missing (None) or changed: see above
+        return False
 
 
 def function_applier(function: type[torch.autograd.Function]) -> Callable[..., Any]:
@@ -485,11 +616,19 @@ def function_applier(function: type[torch.autograd.Function]) -> Callable[..., A
     def apply(*args):
         if torch.compiler.is_compiling():
             return ForCompile.apply(*args)
-        if torch._C._are_functorch_transforms_active():
-            return function.apply(*args)
-        return Eager.apply(*args)
+        if _outside_torch_func():
+            return Eager.apply(*args)
+        return function.apply(*args)
 
     return apply
+
+
+def _outside_torch_func() -> bool:
+    """Whether no torch.func transform is active; False where torch's private check is missing or raises."""
+    try:
+        return not _functorch_transforms_active()
+    except Exception:
+        return False
 
 
 def register_public_op(namespace: str, name: str, schema: str, apply: Callable[..., torch.Tensor]) -> None:

@@ -28,8 +28,10 @@ from ._boundary import (
     check_float,
     check_like,
     check_tensor,
+    float_argument,
     function_applier,
     kernel_op,
+    public_op,
     register_public_op,
 )
 
@@ -242,6 +244,7 @@ register_public_op(__package__, "my_op", "(Tensor x, Tensor weight, float freque
 # ----------------------------------------------------------------------------
 
 
+@public_op
 def my_op(x: Tensor, weight: Tensor, frequency: float = 1.0) -> Tensor:
     """Your op. Placeholder: weight * sin(frequency * x), for a float tensor x of any shape.
 
@@ -252,10 +255,7 @@ def my_op(x: Tensor, weight: Tensor, frequency: float = 1.0) -> Tensor:
     """
     check_tensor("my_op", "x", x)
     check_tensor("my_op", "weight", weight)
-    # A tuple, not int | float: torch.compile before 2.10 cannot trace isinstance with a union.
-    if not isinstance(frequency, (int, float)) or isinstance(frequency, bool):
-        raise TypeError(f"my_op: frequency must be a float, got {type(frequency).__name__}")
-    return _apply(x, weight, float(frequency))
+    return _apply(x, weight, float_argument("my_op", "frequency", frequency))
 
 
 class MyOp(nn.Module):
@@ -269,7 +269,7 @@ class MyOp(nn.Module):
             raise ValueError(f"MyOp: features must be positive, got {features}")
         if dtype is not None and dtype not in FLOAT_DTYPES:
             raise TypeError(f"MyOp: dtype must be float16, bfloat16, float32 or float64, got {dtype}")
-        self.frequency = float(frequency)
+        self.frequency = float_argument("MyOp", "frequency", frequency)
         self.weight = nn.Parameter(torch.ones(features, device=device, dtype=dtype))
 
     def forward(self, x: Tensor) -> Tensor:

@@ -1,7 +1,9 @@
 """Shared fixtures: every test that takes `device` runs on the CPU, and on CUDA where it can."""
 
 import contextlib
+import copy
 import importlib.util
+import types
 import warnings
 
 import pytest
@@ -97,3 +99,61 @@ def host_copies(step) -> int:
         step()
         torch.cuda.synchronize()
     return sum(("Memcpy HtoD" in event.name or "Memcpy DtoH" in event.name) for event in profile.events())
+
+
+@pytest.fixture(scope="session")
+def process_group():
+    """A one-process gloo group on the CPU, as DDP and FSDP need."""
+    import torch.distributed as dist
+
+    if not dist.is_available():
+        pytest.skip("this torch has no torch.distributed")
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    yield
+    dist.destroy_process_group()
+
+
+def _fsdp2(model):
+    from torch.distributed.fsdp import fully_shard
+
+    for layer in model:
+        fully_shard(layer)  # each layer's parameters are gathered for its forward and freed after
+    return fully_shard(model)
+
+
+def _fsdp1(model):
+    from torch.distributed.fsdp import FullyShardedDataParallel
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # FSDP1 is deprecated in favour of FSDP2
+        return FullyShardedDataParallel(model, device_id=torch.device("cpu"), use_orig_params=True)
+
+
+def _ddp(model):
+    return torch.nn.parallel.DistributedDataParallel(model)
+
+
+SHARDINGS = {"ddp": _ddp, "fsdp2": _fsdp2, "fsdp1": _fsdp1}
+
+
+def assert_trains_like_native(model, native_forward, x, sharding, steps=3):
+    """`model`, wrapped for `sharding`, trains as a copy of it whose op is computed natively.
+
+    `native_forward(module, input)` computes the op's module natively from its parameters; it
+    replaces the forward of the model's last layer in the copy.
+    """
+    native_model = copy.deepcopy(model)
+    native_model[-1].forward = types.MethodType(native_forward, native_model[-1])
+    torch.testing.assert_close(_train(SHARDINGS[sharding](model), x, steps), _train(native_model, x, steps))
+
+
+def _train(model, x, steps):
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    losses = []
+    for _ in range(steps):
+        optimizer.zero_grad()
+        loss = model(x).pow(2).mean()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.detach())
+    return losses

@@ -9,9 +9,22 @@ The file has two parts.
   where your op differs; each says when.
 """
 
+import typing
+
+import numpy as np
 import pytest
 import torch
-from conftest import assert_matches, assert_stays_on_gpu, needs_cuda, needs_cupy, randn, round_trip, tolerances
+from conftest import (
+    SHARDINGS,
+    assert_matches,
+    assert_stays_on_gpu,
+    assert_trains_like_native,
+    needs_cuda,
+    needs_cupy,
+    randn,
+    round_trip,
+    tolerances,
+)
 
 from reference import MyOp, my_op
 
@@ -192,6 +205,16 @@ def test_export(device):
     torch.testing.assert_close(torch.export.export(model, (x,)).module()(x), model(x))
 
 
+@pytest.mark.parametrize("sharding", SHARDINGS)
+def test_trains_under_ddp_and_fsdp_as_native(sharding, process_group):
+    """FSDP frees each parameter's storage after the forward (resize_(0)): the op must leave it resizable."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 8), MyOp(8, frequency=0.9))
+    assert_trains_like_native(
+        model, lambda module, x: native(x, module.weight, module.frequency), torch.randn(4, 8), sharding
+    )
+
+
 def test_vmap_over_either_input(device):
     x, weights = torch.randn(4, 3, 6, dtype=torch.float64, device=device), torch.randn(5, 6, dtype=torch.float64)
     weights = weights.to(device)
@@ -264,7 +287,9 @@ OP_BAD_INPUT = [
         *OP_BAD_INPUT,
         (([[1.0]], torch.ones(1)), TypeError, "x must be a torch.Tensor, got list"),
         ((torch.ones(3), 2.0), TypeError, "weight must be a torch.Tensor, got float"),
-        ((torch.ones(3), torch.ones(3), "fast"), TypeError, "frequency must be a float, got str"),
+        ((torch.ones(3), torch.ones(3), "fast"), TypeError, "frequency must be a real number, got str"),
+        ((torch.ones(3), torch.ones(3), 10**400), ValueError, "frequency is too large for a float"),
+        ((torch.eye(3).to_sparse(), torch.ones(3)), TypeError, "x must be a dense \\(strided\\) tensor, got"),
     ],
 )
 def test_bad_input(args, error, message):
@@ -274,11 +299,75 @@ def test_bad_input(args, error, message):
 
 @pytest.mark.parametrize(("args", "error", "message"), OP_BAD_INPUT)
 def test_every_path_refuses_bad_input_alike(args, error, message):
-    """torch.ops, eager and compiled, checks what the public function checks: the op and its fake do."""
+    """torch.ops, eager and compiled, checks what the public function checks: the op and its fake do.
+
+    Compiled, the error comes as native ops' errors do: in the exception torch.compile raises for them.
+    """
     with pytest.raises(error, match=f"^my_op: {message}"):
         torch.ops.reference.my_op(*args, 0.7)
-    with pytest.raises(Exception, match=f"my_op: {message}"):
+    with pytest.raises(Exception, match=f"my_op: {message}") as ours:
         torch.compile(torch.ops.reference.my_op, fullgraph=True, dynamic=False)(*args, 0.7)
+    with pytest.raises(Exception, match="expects a real-valued input tensor") as theirs:
+        torch.compile(torch.fft.rfft2, fullgraph=True, dynamic=False)(torch.ones(3, 4, dtype=torch.complex64))
+    assert type(ours.value) is type(theirs.value)
+
+
+@pytest.mark.parametrize("frequency", [np.float32(0.5), np.float64(0.5), np.int64(2), 2])
+def test_takes_any_real_number_as_torch_does(frequency):
+    x, weight = torch.randn(3, 4, dtype=torch.float64), torch.randn(4, dtype=torch.float64)
+    torch.testing.assert_close(my_op(x, weight, frequency), native(x, weight, float(frequency)))
+    assert MyOp(4, frequency).frequency == float(frequency)
+
+
+def test_traces_scripts_and_defers_to_tensor_likes_as_torch_functions_do():
+    """torch.fx records one call of the op; TorchScript runs it as Python; a subclass sees it (__torch_function__)."""
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), MyOp(4, frequency=0.5))
+    x = torch.randn(3, 4)
+    traced = torch.fx.symbolic_trace(model)
+    assert [node.target for node in traced.graph.nodes if node.op == "call_function"] == [my_op]
+    torch.testing.assert_close(traced(x), model(x))
+    torch.testing.assert_close(torch.jit.script(model)(x), model(x))
+
+    class Recording(torch.Tensor):
+        calls: typing.ClassVar[list] = []
+
+        @classmethod
+        def __torch_function__(cls, func, types, args=(), kwargs=None):
+            cls.calls.append(func)
+            return super().__torch_function__(func, types, args, kwargs or {})
+
+    y = my_op(x.as_subclass(Recording), model[1].weight, 0.5)
+    assert type(y) is Recording and Recording.calls[0] is my_op
+
+
+def test_compiled_forward_mode_refuses_clearly(device):
+    """torch.compile traces the op's autograd.Function without its jvp: a tangent there is refused, never zeros."""
+    x, weight = torch.randn(3, 4, dtype=torch.float64, device=device), torch.randn(4, dtype=torch.float64)
+    weight = weight.to(device)
+
+    def ours(x):
+        return my_op(x, weight, 0.7)
+
+    def dual_tangent(x, tangent):
+        with torch.autograd.forward_ad.dual_level():
+            return torch.autograd.forward_ad.unpack_dual(ours(torch.autograd.forward_ad.make_dual(x, tangent))).tangent
+
+    for forward_mode in (
+        lambda x: torch.func.jvp(ours, (x,), (torch.ones_like(x),))[1],
+        torch.func.jacfwd(ours),
+        lambda x: dual_tangent(x, torch.ones_like(x)),
+    ):
+        with pytest.raises(Exception, match=r"my_op_forward got a forward-mode tangent .* outside torch.compile"):
+            torch.compile(forward_mode)(x)
+
+
+def test_meta_device_gives_shapes_without_computing():
+    module = MyOp(6, device="meta")
+    x = torch.empty(2, 5, 6, device="meta", requires_grad=True)
+    y = module(x)
+    assert (y.device.type, y.shape) == ("meta", (2, 5, 6))
+    grads = torch.autograd.grad(y.sum(), (x, module.weight))
+    assert [(g.device.type, g.shape) for g in grads] == [("meta", (2, 5, 6)), ("meta", (6,))]
 
 
 def test_module():
