@@ -2,13 +2,15 @@
 
 An op's array kernel takes an `ArrayBackend`, plain arrays and plain values: NumPy
 and SciPy for CPU tensors, CuPy and cupyx.scipy for CUDA tensors when CuPy is
-installed. `run_kernel` moves tensors across without copies where it can,
-computes float16 and bfloat16 in float32, and hands back tensors (one per array
-the kernel returns) that own their memory. `kernel_op` makes a kernel an operator
-with its check, fake, vmap rule and autocast; `function_applier` applies an op's
-autograd.Function at the least cost each caller allows, and `register_public_op`
-puts it behind torch.ops. `check_tensor`, `check_float` and
-`check_image` give bad input a clear error.
+installed. `run_kernel` lets kernels read tensors without copies, leaving their
+storages resizable, computes float16 and bfloat16 in float32, and hands back new
+tensors (one per array the kernel returns) in torch's own memory. `kernel_op`
+makes a kernel an operator with its check, fake, vmap rule and autocast;
+`function_applier` applies an op's autograd.Function at the least cost each caller
+allows, `register_public_op` puts it behind torch.ops, and `public_op` makes the
+public function one that torch.fx, TorchScript and tensor-likes see as torch's own.
+`check_tensor`, `check_float`, `check_image` and `float_argument` give bad input a
+clear error.
 """
 
 from __future__ import annotations

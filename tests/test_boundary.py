@@ -1,4 +1,4 @@
-"""The tensor/array boundary: zero copies in and out, outputs that own their memory, streams, vmap helper."""
+"""The tensor/array boundary: inputs read without copies, outputs in torch's memory, resizable storages, streams, vmap."""
 
 import contextlib
 import functools
