@@ -19,7 +19,15 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ._boundary import ArrayBackend, check_image, check_tensor, function_applier, kernel_op, register_public_op
+from ._boundary import (
+    ArrayBackend,
+    check_image,
+    check_tensor,
+    function_applier,
+    kernel_op,
+    public_op,
+    register_public_op,
+)
 
 # ----------------------------------------------------------------------------
 # 1. Array kernels: NumPy/SciPy on the host, CuPy on CUDA. No torch here.
@@ -52,7 +60,7 @@ def bad_fft_backward_kernel(backend: ArrayBackend, grad, spectrum, width):
 
 def bad_fft_jvp_kernel(backend: ArrayBackend, tangent, spectrum):
     """The forward derivative of |rfft2(x)| in the direction `tangent`: Re(conj(Y) · rfft2(tangent)) / |Y|."""
-    return (spectrum.conj() * backend.rfft2(tangent)).real / _nonzero_magnitude(backend.xp, spectrum)
+    return backend.fuse(_along_phase)(backend.rfft2(tangent), spectrum)
 
 
 def bad_fft_curvature_kernel(backend: ArrayBackend, grad, direction, spectrum):
@@ -60,14 +68,43 @@ def bad_fft_curvature_kernel(backend: ArrayBackend, grad, direction, spectrum):
 
     With T = rfft2(direction), it is adjoint(i · Y · grad · Im(conj(Y) · T) / |Y|^3).
     """
-    magnitude = _nonzero_magnitude(backend.xp, spectrum)
-    turn = grad * (spectrum.conj() * backend.rfft2(direction)).imag / magnitude**3
-    return _adjoint(backend, 1j * spectrum * turn, direction.shape)
+    turned = backend.fuse(_turned)(grad, backend.rfft2(direction), spectrum)
+    return _adjoint(backend, turned, direction.shape)
 
 
+# The elementwise bodies (each one fused kernel on the GPU, see `ArrayBackend.fuse`) work with the
+# phase P = Y / |Y|, bounded by 1 as torch.sgn, and divide by |Y| at most once, last: grad / |Y|,
+# Y · T and |Y|^3 leave the dtype's range where the derivatives do not (a subnormal |Y| is enough).
+# On NumPy, where each operation is a pass over the arrays, the usual case takes a shorter way, once
+# a check shows that it lost nothing.
 def _times_phase(xp, grad, spectrum):
-    """grad · Y / |Y|, elementwise: one fused kernel on the GPU (see `ArrayBackend.fuse`)."""
-    return spectrum * (grad / _nonzero_magnitude(xp, spectrum))
+    """grad · P."""
+    if xp is np:
+        scale = grad / xp.abs(spectrum)
+        if _lossless(scale):  # then Y · (grad / |Y|) is as exact as grad · P, and no |Y| is 0
+            return spectrum * scale
+    real, imag = _phase_parts(xp, spectrum, _nonzero_magnitude(xp, spectrum))
+    return grad * real + 1j * (grad * imag)
+
+
+def _along_phase(xp, transformed, spectrum):
+    """Re(conj(P) · T)."""
+    if xp is np:
+        # A product of Y and T that overflowed or underflowed leaves an Inf, a NaN, a subnormal or a 0
+        # (a 0 may be one that lost all its digits); normal values are exact to their last digits.
+        dot = (spectrum.conj() * transformed).real
+        if _lossless(dot, zeros=False):
+            return dot / xp.abs(spectrum)
+    real, imag = _phase_parts(xp, spectrum, _nonzero_magnitude(xp, spectrum))
+    return real * xp.real(transformed) + imag * xp.imag(transformed)
+
+
+def _turned(xp, grad, transformed, spectrum):
+    """i · P · grad · Im(conj(P) · T) / |Y|."""
+    magnitude = _nonzero_magnitude(xp, spectrum)
+    real, imag = _phase_parts(xp, spectrum, magnitude)
+    turn = grad * (real * xp.imag(transformed) - imag * xp.real(transformed)) / magnitude
+    return (1j * real - imag) * turn
 
 
 def _nonzero_magnitude(xp, spectrum):
@@ -76,12 +113,34 @@ def _nonzero_magnitude(xp, spectrum):
     return magnitude + (magnitude == 0)
 
 
+def _phase_parts(xp, spectrum, magnitude):
+    """Re(P) and Im(P), given |Y| with 1 for 0, each part divided on its own: CuPy divides by a complex
+    number through its reciprocal, NaN for |Y| near float32's largest, and NumPy is several times slower."""
+    return xp.real(spectrum) / magnitude, xp.imag(spectrum) / magnitude
+
+
+def _lossless(a, zeros=True):
+    """Whether every element of the NumPy array `a` is a normal float, or 0 where `zeros`: no Inf, NaN
+    or subnormal."""
+    size = np.abs(a)
+    finfo = np.finfo(a.dtype)
+    smallest = size.min(initial=np.inf)
+    if smallest == 0 and zeros:  # zeros are exact: the others decide
+        smallest = size.min(initial=np.inf, where=size != 0)
+    return finfo.smallest_normal <= smallest and size.max(initial=0) <= finfo.max
+
+
 def _adjoint(backend, half_spectrum, shape):
     """The adjoint of x -> rfft2(x), for x of `shape`; it scales `half_spectrum`, a temporary, in place.
 
     The columns that stand for two conjugate bins count half.
     """
-    half_spectrum[..., 1 : (shape[-1] + 1) // 2] *= 0.5
+    if backend.xp is np:  # NumPy walks a slice row by row: double the edge columns, then halve it all
+        edges = slice(None, None, half_spectrum.shape[-1] - 1) if shape[-1] % 2 == 0 else slice(1)
+        half_spectrum[..., edges] *= 2  # column 0, and the last where W is even
+        half_spectrum *= 0.5
+    else:
+        half_spectrum[..., 1 : (shape[-1] + 1) // 2] *= 0.5
     return backend.irfft2(half_spectrum, s=shape[-2:], norm="forward")
 
 
@@ -276,6 +335,7 @@ register_public_op(__package__, "bad_fft", "(Tensor x) -> Tensor", _magnitude)
 # ----------------------------------------------------------------------------
 
 
+@public_op
 def bad_fft(x: Tensor) -> Tensor:
     """|rfft2(x)| over the last two dims of a float tensor of shape (..., H, W).
 

@@ -1,25 +1,27 @@
 """ScipyConv2d: valid 2-D cross-correlation with a learnable kernel, y = x ⋆ w + b.
 
-Deep-learning "convolution" is this cross-correlation. Its gradients are
-cross-correlations too:
+Deep-learning "convolution" is this cross-correlation. Its gradients are the
+op itself and its transpose, the full convolution:
 
-    grad_x = g zero-padded by (kH - 1, kW - 1), correlated with w flipped
+    grad_x = g fully convolved with w (the transpose)
     grad_w = x correlated with g
     grad_b = the sum of g
 
-so the backward calls the op itself, and the op is differentiable any number of
+so the backward calls the op, and the op is differentiable any number of
 times. The kernel picks its algorithm by shape: shifted multiply-adds when there
-are few kernel taps (or few outputs), FFT correlation otherwise.
+are few kernel taps (or few outputs), FFT correlation otherwise, unless the
+image's range would make the FFT less accurate than a direct sum.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.flop_counter import register_flop_formula
 
 from ._boundary import (
     FLOAT_DTYPES,
@@ -29,6 +31,7 @@ from ._boundary import (
     check_tensor,
     function_applier,
     kernel_op,
+    public_op,
     register_public_op,
 )
 
@@ -39,28 +42,56 @@ from ._boundary import (
 # tens of µs, so the FFT route wins sooner.
 _MAX_DIRECT_TERMS = {"numpy": 49, "cupy": 16}
 
+# An FFT's rounding error is spread over every output alike: about eps * rms(x) * |w|, and up to ~10
+# times that on some outputs (measured to 256x256), with eps float64's, the FFT route's dtype, and |w|
+# the kernel's 2-norm. A direct sum of k taps, native's included, errs by at most k * eps_out times its
+# own window's magnitude, about the window's rms of x times |w|. So the FFT is as accurate where rms(x)
+# is within k * eps_out / (16 * eps) of the rms of x's quiet parts. One outlier of 1e12 among values of
+# ~1 breaks that, and would cost float64 outputs seven digits; such images are summed directly. The
+# quiet parts' mean square is the geometric mean of the rows' (and apart, the columns'), which one
+# outlier moves little. A line counts as no quieter than the limit squared below the mean, so empty
+# lines (a zero-padded border) flag an image only when they are most of it. w needs no check: each
+# window of the correlation holds all of it, so its range scales the error and the outputs alike.
+_FFT_ERROR_FACTOR = 16
+
 # ----------------------------------------------------------------------------
 # 1. Array kernels: NumPy/SciPy on the host, CuPy on CUDA. No torch here.
 # ----------------------------------------------------------------------------
 
 
-# Native torch gives Inf and NaN without a warning, and NumPy's would fail a suite whose warnings
-# are errors. (The direct route also computes columns it drops, which could warn where no output is.)
-@np.errstate(invalid="ignore", over="ignore")
-def scipy_conv2d_kernel(backend: ArrayBackend, x, w):
-    """Valid cross-correlation of x (..., H, W) with w (..., kH, kW); leading dims broadcast."""
+def scipy_conv2d_kernel(backend: ArrayBackend, x, w, transposed=False):
+    """Valid cross-correlation of x (..., H, W) with w (..., kH, kW); leading dims broadcast.
+
+    With `transposed`, its transpose for x: the full convolution of x with w, of shape
+    (..., H + kH - 1, W + kW - 1), which is the gradient for the correlation's input.
+    """
     xp = backend.xp
     kh, kw = w.shape[-2:]
-    out_h, out_w = x.shape[-2] - kh + 1, x.shape[-1] - kw + 1
-    most = _MAX_DIRECT_TERMS[xp.__name__]
-    if kh * kw <= most:
+    grow = 1 if transposed else -1
+    out_h, out_w = x.shape[-2] + grow * (kh - 1), x.shape[-1] + grow * (kw - 1)
+    if min(kh * kw, out_h * out_w) <= _MAX_DIRECT_TERMS[xp.__name__]:
+        return _correlate_directly(xp, x, w, out_h, out_w, transposed)
+    wide = x.astype(xp.float64, copy=False)
+    limit = kh * kw * np.finfo(x.dtype).eps / (_FFT_ERROR_FACTOR * np.finfo(xp.float64).eps)
+    inexact = _fft_is_inexact(xp, wide, limit**2)
+    if xp is np and inexact.all():  # reading it costs nothing on the host
+        return _correlate_directly(xp, x, w, out_h, out_w, transposed)
+    out = _correlate_by_fft(backend, wide, w, out_h, out_w, transposed).astype(x.dtype)
+    if xp is np:
+        return _redo_directly_on_numpy(x, w, out, inexact, transposed)
+    return _redo_directly_on_cupy(xp, x, w, out, inexact, transposed)
+
+
+def _correlate_directly(xp, x, w, out_h, out_w, transposed):
+    """Whichever direct sum has fewer terms."""
+    if transposed:  # the full convolution is the valid correlation of x, zero-padded, with w flipped
+        kh, kw = w.shape[-2:]
+        padded = xp.zeros((*x.shape[:-2], x.shape[-2] + 2 * (kh - 1), x.shape[-1] + 2 * (kw - 1)), dtype=x.dtype)
+        padded[..., kh - 1 : kh - 1 + x.shape[-2], kw - 1 : kw - 1 + x.shape[-1]] = x
+        x, w = padded, w[..., ::-1, ::-1]
+    if w.shape[-2] * w.shape[-1] <= out_h * out_w:
         return _correlate_by_taps(xp, x, w, out_h, out_w)
-    if out_h * out_w <= most:
-        return _correlate_by_outputs(xp, x, w, out_h, out_w)
-    # An FFT spreads one Inf or NaN over every output; the direct sum keeps it in the windows that hold it.
-    if not (xp.isfinite(x).all() and xp.isfinite(w).all()):
-        return _correlate_by_taps(xp, x, w, out_h, out_w)
-    return _correlate_by_fft(backend, x, w, out_h, out_w)
+    return _correlate_by_outputs(xp, x, w, out_h, out_w)
 
 
 def _correlate_by_taps(xp, x, w, out_h, out_w):
@@ -98,15 +129,86 @@ def _batch(xp, x, w):
     return xp.broadcast(x[..., 0, 0], w[..., 0, 0]).shape
 
 
-def _correlate_by_fft(backend, x, w, out_h, out_w):
-    # With an FFT at least as large as x, the valid part of the circular
-    # correlation has no wrap-around, so it is exact. Its rounding error scales with
-    # the largest value in the whole image, not with the outputs around it, so
-    # float32 runs in float64: small outputs beside large ones keep their digits.
-    wide = backend.xp.float64
-    size = tuple(backend.next_fast_len(n) for n in x.shape[-2:])
-    product = backend.rfft2(x.astype(wide), s=size) * backend.rfft2(w.astype(wide), s=size).conj()
-    return backend.irfft2(product, s=size)[..., :out_h, :out_w].astype(x.dtype)
+def _fft_is_inexact(xp, x, limit):
+    """Per image of x: whether its range makes the FFT route less accurate than a direct sum (see above).
+
+    `limit` bounds the ratio of x's mean square to its quiet lines'. Inf and NaN, which an
+    FFT spreads over every output, count as inexact too.
+    """
+    squares = x * x
+    rows, columns = squares.mean(axis=-1), squares.mean(axis=-2)
+    mean = rows.mean(axis=-1)
+    floor = mean[..., None] / limit**2
+    inexact = ~xp.isfinite(mean)
+    for lines in (rows, columns):
+        inexact |= mean > limit * xp.exp(xp.log(xp.maximum(lines, floor)).mean(axis=-1))
+    return inexact
+
+
+def _correlate_by_fft(backend, x, w, out_h, out_w, transposed):
+    # With an FFT at least as large as x (as the output, for the full convolution), the
+    # circular correlation has no wrap-around where the outputs are, so it is exact. Its
+    # rounding error scales with the whole image, so float32 runs in float64 (x already
+    # is): small outputs beside large ones keep their digits.
+    xp = backend.xp
+    grow = 1 if transposed else 0
+    size = tuple(backend.next_fast_len(n + grow * (k - 1)) for n, k in zip(x.shape[-2:], w.shape[-2:], strict=True))
+    spectrum = backend.rfft2(w.astype(xp.float64), s=size)
+    product = backend.rfft2(x, s=size) * (spectrum if transposed else spectrum.conj())
+    return backend.irfft2(product, s=size)[..., :out_h, :out_w]
+
+
+def _redo_directly_on_numpy(x, w, out, inexact, transposed):
+    """`out` with the images that `inexact` flags summed directly instead."""
+    if not inexact.any():
+        return out
+    batch = out.shape[:-2]
+    inexact = np.broadcast_to(inexact, batch)
+    images = np.broadcast_to(x, batch + x.shape[-2:])[inexact]
+    kernels = np.broadcast_to(w, batch + w.shape[-2:])[inexact]
+    out[inexact] = _correlate_directly(np, images, kernels, *out.shape[-2:], transposed)
+    return out
+
+
+def _redo_directly_on_cupy(xp, x, w, out, inexact, transposed):
+    """`out` with the images that `inexact` flags summed directly instead, in one launch.
+
+    Reading `inexact` back would stop the GPU and copy; the kernel's threads for
+    other images return at once instead.
+    """
+    x, w = xp.ascontiguousarray(x), xp.ascontiguousarray(w)
+    image_at = xp.arange(math.prod(x.shape[:-2])).reshape(*x.shape[:-2], 1, 1) * (x.shape[-2] * x.shape[-1])
+    kernel_at = xp.arange(math.prod(w.shape[:-2])).reshape(*w.shape[:-2], 1, 1) * (w.shape[-2] * w.shape[-1])
+    shapes = (*x.shape[-2:], *w.shape[-2:], *out.shape[-2:])
+    _direct_sum_on_cupy(xp)(
+        inexact[..., None, None], image_at, kernel_at, x.ravel(), w.ravel(), *shapes, transposed, out
+    )
+    return out
+
+
+@functools.cache
+def _direct_sum_on_cupy(cupy):
+    return cupy.ElementwiseKernel(
+        "bool inexact, int64 image_at, int64 kernel_at, raw T x, raw T w, int64 h, int64 width, int64 kh, int64 kw,"
+        " int64 out_h, int64 out_w, bool transposed",
+        "T out",
+        """
+        if (inexact) {
+            const long long p = i / out_w % out_h, q = i % out_w;
+            double sum = 0;
+            for (long long a = 0; a < kh; ++a) {
+                for (long long b = 0; b < kw; ++b) {
+                    const long long r = transposed ? p - a : p + a, c = transposed ? q - b : q + b;
+                    if (0 <= r && r < h && 0 <= c && c < width) {
+                        sum += (double)x[image_at + r * width + c] * (double)w[kernel_at + a * kw + b];
+                    }
+                }
+            }
+            out = (T)sum;
+        }
+        """,
+        "scipy_conv2d_direct_sum",
+    )
 
 
 # ----------------------------------------------------------------------------
@@ -115,55 +217,68 @@ def _correlate_by_fft(backend, x, w, out_h, out_w):
 # ----------------------------------------------------------------------------
 
 
-def _check(input, weight):
+def _check(input, weight, transposed=False):
     """The op's rules, from its implementation and its fake, so that every path refuses alike."""
     check_image("scipy_conv2d", "input", input)
     check_image("scipy_conv2d", "weight", weight)
     check_like("scipy_conv2d", "weight", weight, "input", input)
-    if weight.shape[-2] > input.shape[-2] or weight.shape[-1] > input.shape[-1]:
+    if not transposed and (weight.shape[-2] > input.shape[-2] or weight.shape[-1] > input.shape[-1]):
         raise ValueError(
             f"scipy_conv2d: weight of shape {tuple(weight.shape)} is larger than the input's "
             f"last two dims {tuple(input.shape[-2:])}; the kernel must fit inside the input"
         )
 
 
-def _valid_output(input, weight):
-    """The fake: the output's shape, (..., H - kH + 1, W - kW + 1), without computing it."""
+def _output(input, weight, transposed=False):
+    """The fake: the output, (..., H - kH + 1, W - kW + 1) or transposed (..., H + kH - 1, W + kW - 1), uncomputed."""
     batch = torch.broadcast_shapes(input.shape[:-2], weight.shape[:-2])
-    height = input.shape[-2] - weight.shape[-2] + 1
-    width = input.shape[-1] - weight.shape[-1] + 1
+    grow = 1 if transposed else -1
+    height = input.shape[-2] + grow * (weight.shape[-2] - 1)
+    width = input.shape[-1] + grow * (weight.shape[-1] - 1)
     return input.new_empty(*batch, height, width)
 
 
 # The custom op, with its check, fake, vmap rule and autocast (see `kernel_op`).
 scipy_conv2d_forward_op = kernel_op(
     f"{__package__}::scipy_conv2d_forward",
-    "(Tensor input, Tensor weight) -> Tensor",
+    "(Tensor input, Tensor weight, bool transposed=False) -> Tensor",
     scipy_conv2d_kernel,
     check=_check,
-    fake=_valid_output,
+    fake=_output,
 )
 
 
-class ScipyConv2dFunction(torch.autograd.Function):
-    """Valid cross-correlation with derivatives for input and weight, to any order, reverse and forward.
+@register_flop_formula(scipy_conv2d_forward_op.op.overloadpacket)
+def _flops(input_shape, weight_shape, transposed=False, *, out_shape, **kwargs) -> int:
+    """FLOPs as torch counts its own convolutions': a multiply and an add per kernel tap and output.
 
-    The weight may carry leading dims that broadcast against the input's; the
-    backward uses that to correlate each input with its own output gradient.
+    The transpose, as torch's transposed convolutions, counts input elements instead of outputs:
+    the zeros around the input add nothing.
+    """
+    positions = math.prod(input_shape[-2:] if transposed else out_shape[-2:])
+    return 2 * math.prod(out_shape[:-2]) * positions * math.prod(weight_shape[-2:])
+
+
+class ScipyConv2dFunction(torch.autograd.Function):
+    """Valid cross-correlation, or its transpose, with derivatives for input and weight, to any order.
+
+    Reverse and forward. The weight may carry leading dims that broadcast against the
+    input's; the backward uses that to correlate each input with its own output gradient.
     """
 
     generate_vmap_rule = True
 
     @staticmethod
-    def forward(input, weight):
-        return scipy_conv2d_forward_op(input, weight)
+    def forward(input, weight, transposed):
+        return scipy_conv2d_forward_op(input, weight, transposed)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
+        input, weight, ctx.transposed = inputs
         # Under autocast the op ran on its inputs in float32; elsewhere these are the inputs themselves.
-        inputs = [t.to(output.dtype) for t in inputs]
-        ctx.save_for_backward(*inputs)
-        ctx.save_for_forward(*inputs)
+        saved = (input.to(output.dtype), weight.to(output.dtype))
+        ctx.save_for_backward(*saved)
+        ctx.save_for_forward(*saved)
 
     @staticmethod
     def backward(ctx, grad):
@@ -171,28 +286,34 @@ class ScipyConv2dFunction(torch.autograd.Function):
         # Only double backward and torch.func need the Function; the bare op saves ~25 µs a call.
         correlate = ScipyConv2dFunction.apply if torch.is_grad_enabled() else scipy_conv2d_forward_op
         grad_input = grad_weight = None
-        if ctx.needs_input_grad[0]:
-            kh, kw = weight.shape[-2:]
-            padded = F.pad(grad, (kw - 1, kw - 1, kh - 1, kh - 1))
-            grad_input = correlate(padded, weight.flip(-2, -1)).sum_to_size(input.shape)
+        if ctx.needs_input_grad[0]:  # the op and its transpose are each other's derivative for the input
+            grad_input = correlate(grad, weight, not ctx.transposed).sum_to_size(input.shape)
         if ctx.needs_input_grad[1]:
-            grad_weight = correlate(input, grad).sum_to_size(weight.shape)
-        return grad_input, grad_weight
+            pair = (grad, input) if ctx.transposed else (input, grad)
+            grad_weight = correlate(*pair, False).sum_to_size(weight.shape)
+        return grad_input, grad_weight, None
 
     @staticmethod
-    def jvp(ctx, input_tangent, weight_tangent):
+    def jvp(ctx, input_tangent, weight_tangent, _):
         # The op is bilinear, so its derivative in a direction is the op itself, once per input that moves.
         input, weight = ctx.saved_tensors
         terms = []
         if input_tangent is not None:
-            terms.append(ScipyConv2dFunction.apply(input_tangent.to(input.dtype), weight))
+            terms.append(ScipyConv2dFunction.apply(input_tangent.to(input.dtype), weight, ctx.transposed))
         if weight_tangent is not None:
-            terms.append(ScipyConv2dFunction.apply(input, weight_tangent.to(weight.dtype)))
+            terms.append(ScipyConv2dFunction.apply(input, weight_tangent.to(weight.dtype), ctx.transposed))
         return sum(terms[1:], terms[0])
 
 
 _apply = function_applier(ScipyConv2dFunction)
-register_public_op(__package__, "scipy_conv2d", "(Tensor input, Tensor weight) -> Tensor", _apply)
+
+
+def _correlate(input, weight):
+    """The valid correlation, differentiable: what the public function and torch.ops apply."""
+    return _apply(input, weight, False)
+
+
+register_public_op(__package__, "scipy_conv2d", "(Tensor input, Tensor weight) -> Tensor", _correlate)
 
 
 # ----------------------------------------------------------------------------
@@ -200,6 +321,7 @@ register_public_op(__package__, "scipy_conv2d", "(Tensor input, Tensor weight) -
 # ----------------------------------------------------------------------------
 
 
+@public_op
 def scipy_conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """Valid 2-D cross-correlation of `input` (..., H, W) with `weight` (kH, kW), plus `bias`.
 
@@ -213,13 +335,16 @@ def scipy_conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> T
         raise ValueError(f"scipy_conv2d: weight must be 2-D (kH, kW), got shape {tuple(weight.shape)}")
     if bias is not None:
         check_tensor("scipy_conv2d", "bias", bias)
-        if not torch.is_autocast_enabled(input.device.type):  # autocast casts mixed dtypes itself
+        # Autocast, which the op has on the CPU and CUDA (see `kernel_op`), casts mixed dtypes itself.
+        # Other devices (meta, for one) cannot even be asked whether it is on.
+        device_type = input.device.type
+        if not (device_type in ("cpu", "cuda") and torch.is_autocast_enabled(device_type)):
             check_like("scipy_conv2d", "bias", bias, "input", input)
         if bias.numel() != 1 or bias.dim() > 2:
             raise ValueError(
                 f"scipy_conv2d: bias must hold one element (shape (), (1,) or (1, 1)), got shape {tuple(bias.shape)}"
             )
-    out = _apply(input, weight)
+    out = _correlate(input, weight)
     return out if bias is None else out + bias  # out has at least 2 dims, so this keeps its shape
 
 

@@ -2,8 +2,11 @@
 
 import contextlib
 import copy
+import functools
 import importlib.util
+import re
 import types
+import typing
 import warnings
 
 import pytest
@@ -157,3 +160,59 @@ def _train(model, x, steps):
         optimizer.step()
         losses.append(loss.detach())
     return losses
+
+
+def assert_compiled_forward_mode_matches_native(ours, native, x, refusal):
+    """Forward mode inside torch.compile gives native's values, or an error that matches `refusal`; never zeros.
+
+    torch 2.13 and 2.14 trace an op's autograd.Function without its jvp, and its kernel op refuses the
+    tangent; torch 2.15 runs the jvp.
+    """
+
+    def jvp(fn):
+        return lambda x: torch.func.jvp(fn, (x,), (torch.ones_like(x),))[1]
+
+    def dual_tangent(fn):
+        def tangent(x):
+            with torch.autograd.forward_ad.dual_level():
+                dual = torch.autograd.forward_ad.make_dual(x, torch.ones_like(x))
+                return torch.autograd.forward_ad.unpack_dual(fn(dual)).tangent
+
+        return tangent
+
+    for forward_mode in (jvp, torch.func.jacfwd, dual_tangent):
+        try:
+            result = torch.compile(forward_mode(ours))(x)
+        except Exception as error:
+            assert re.search(refusal, str(error)), error
+        else:
+            torch.testing.assert_close(result, forward_mode(native)(x))
+
+
+def assert_seen_as_a_torch_function(model, op, x):
+    """torch.fx records `op` as one call, TorchScript runs it as Python, a tensor subclass sees it."""
+    expected = model(x)
+    traced = torch.fx.symbolic_trace(model)
+    assert op in [node.target for node in traced.graph.nodes if node.op == "call_function"]
+    torch.testing.assert_close(traced(x), expected)
+    torch.testing.assert_close(torch.jit.script(model)(x), expected)
+
+    class Recording(torch.Tensor):
+        calls: typing.ClassVar[list] = []
+
+        @classmethod
+        def __torch_function__(cls, func, types, args=(), kwargs=None):
+            cls.calls.append(func)
+            return super().__torch_function__(func, types, args, kwargs or {})
+
+    assert type(model(x.as_subclass(Recording))) is Recording and op in Recording.calls
+
+
+@functools.cache
+def native_compile_error() -> type[Exception]:
+    """The exception torch.compile raises where a native op refuses its input: an op's own error comes in it."""
+    try:
+        torch.compile(torch.fft.rfft2, fullgraph=True, dynamic=False)(torch.ones(3, 4, dtype=torch.complex64))
+    except Exception as error:
+        return type(error)
+    raise AssertionError("torch.fft.rfft2 took a complex input")

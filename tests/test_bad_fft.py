@@ -6,7 +6,20 @@ marked part checks choices of this op's design: change or delete those where you
 
 import pytest
 import torch
-from conftest import assert_matches, assert_stays_on_gpu, needs_cuda, needs_cupy, randn, round_trip, tolerances
+from conftest import (
+    SHARDINGS,
+    assert_compiled_forward_mode_matches_native,
+    assert_matches,
+    assert_seen_as_a_torch_function,
+    assert_stays_on_gpu,
+    assert_trains_like_native,
+    native_compile_error,
+    needs_cuda,
+    needs_cupy,
+    randn,
+    round_trip,
+    tolerances,
+)
 
 from reference import BadFFT, bad_fft
 
@@ -174,7 +187,12 @@ BAD_INPUT = [
 
 
 @pytest.mark.parametrize(
-    ("x", "error", "message"), [*BAD_INPUT, ([[1.0]], TypeError, "x must be a torch.Tensor, got list")]
+    ("x", "error", "message"),
+    [
+        *BAD_INPUT,
+        ([[1.0]], TypeError, "x must be a torch.Tensor, got list"),
+        (torch.eye(3).to_sparse(), TypeError, r"x must be a dense \(strided\) tensor, got layout torch.sparse_coo"),
+    ],
 )
 def test_bad_input(x, error, message):
     with pytest.raises(error, match=f"^bad_fft: {message}"):
@@ -186,8 +204,37 @@ def test_every_path_refuses_bad_input_alike(x, error, message):
     """torch.ops, eager and compiled, checks what the public function checks: the op and its fake do."""
     with pytest.raises(error, match=f"^bad_fft: {message}"):
         torch.ops.reference.bad_fft(x)
-    with pytest.raises(Exception, match=f"bad_fft: {message}"):
+    with pytest.raises(native_compile_error(), match=f"bad_fft: {message}"):
         torch.compile(torch.ops.reference.bad_fft, fullgraph=True, dynamic=False)(x)
+
+
+@pytest.mark.parametrize("sharding", SHARDINGS)
+def test_trains_under_ddp_and_fsdp_as_native(sharding, process_group):
+    """FSDP frees each parameter's storage after the forward (resize_(0)): the op must leave it resizable."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 8), BadFFT())
+    assert_trains_like_native(model, lambda module, x: native(x), torch.randn(4, 6, 8), sharding)
+
+
+def test_compiled_forward_mode_gives_native_values_or_a_clear_error(device):
+    x = torch.randn(2, 5, 6, dtype=torch.float64, device=device)
+    # torch 2.15 runs jvp and jacfwd; on dual tensors it stops at an internal check of its own, which
+    # the spectrum (a complex output without a derivative) trips: an error too, if not the op's.
+    refusal = "bad_fft_forward got a forward-mode tangent .* outside torch.compile"
+    internal_check = "Expected both tensor and its forward grad to be floating point or complex"
+    assert_compiled_forward_mode_matches_native(bad_fft, native, x, f"{refusal}|{internal_check}")
+
+
+def test_traces_scripts_and_defers_to_tensor_likes_as_torch_functions_do():
+    assert_seen_as_a_torch_function(torch.nn.Sequential(torch.nn.Linear(6, 6), BadFFT()), bad_fft, torch.randn(4, 6))
+
+
+def test_meta_device_gives_shapes_without_computing():
+    x = torch.empty(2, 5, 6, device="meta", requires_grad=True)
+    y = BadFFT()(x)
+    assert (y.device.type, y.shape) == ("meta", (2, 5, 4))
+    (grad,) = torch.autograd.grad(y.sum(), x)
+    assert (grad.device.type, grad.shape) == ("meta", x.shape)
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
@@ -281,3 +328,107 @@ def test_several_infs_make_their_image_non_finite_as_native(values, device):
     ours, theirs = bad_fft(x), native(x)
     assert not ours[1].isfinite().any() and not theirs[1].isfinite().any()
     torch.testing.assert_close(ours[[0, 2]], theirs[[0, 2]])
+
+
+# Derivatives at scales where a formula that divides by |Y| early (grad / |Y|, Y · T / |Y|, 1 / |Y|**3)
+# leaves the dtype's range although the derivative fits it.
+
+
+def float64_native(fn, *tensors):
+    """`fn` on float64 copies of `tensors` (exact), back in their dtype: native's value, without its
+    own float32 intermediates (on the CPU, native's float32 gradient is NaN at a subnormal scale)."""
+    dtype = tensors[0].dtype
+    result = fn(*(t.detach().double() for t in tensors))
+    return tuple(r.to(dtype) for r in result) if isinstance(result, tuple) else result.to(dtype)
+
+
+def assert_close_to_scale(ours, expected, x_scale):
+    """Finite, and within the dtype's tolerance relative to the tensor's largest value.
+
+    A subnormal x is held to the smallest subnormal, a coarser grid: the FFT rounds to it, and a bin
+    where |Y| is small loses the most. Errors of a thousand steps of it, relative to x's scale, pass.
+    """
+    assert expected.isfinite().all()  # the case is meaningful: the derivative fits the dtype
+    assert ours.isfinite().all()
+    finfo = torch.finfo(ours.dtype)
+    tolerance = max(tolerances(ours.dtype)["rtol"], 1000 * finfo.tiny * finfo.eps / x_scale)
+    torch.testing.assert_close(ours, expected, rtol=tolerance, atol=tolerance * expected.abs().max().item())
+
+
+def skip_float32_subnormals_on_cuda(device, dtype, scale):
+    if device == "cuda" and dtype == torch.float32 and scale < torch.finfo(dtype).tiny:
+        pytest.skip("CuPy compiles its kernels with -ftz=true: they read float32 subnormals as 0")
+
+
+# (dtype, scale of x, scale of the incoming gradient): grad / |Y| would overflow (a subnormal |Y|, a
+# large gradient) or lose digits as a subnormal (a small gradient on a huge |Y|).
+EXTREME_GRADIENTS = [
+    (torch.float32, 1e-40, 1.0),
+    (torch.float32, 1e-30, 1e10),
+    (torch.float32, 1e30, 1e-12),
+    (torch.float64, 1e-310, 1.0),
+    (torch.float64, 1e300, 1e-20),
+]
+
+
+@pytest.mark.parametrize(("dtype", "scale", "grad_scale"), EXTREME_GRADIENTS)
+def test_gradient_at_extreme_scales(dtype, scale, grad_scale, device):
+    """grad · Y / |Y| with the phase Y / |Y| first, bounded by 1 as torch.sgn."""
+    skip_float32_subnormals_on_cuda(device, dtype, scale)
+    x = torch.randn(2, 6, 7, dtype=dtype, device=device) * scale
+    grad = torch.randn(2, 6, 4, dtype=dtype, device=device) * grad_scale
+    grad[0, 0, 0] = 0  # exact, and no excuse for the others
+
+    def gradient(op):
+        return lambda x, grad: torch.autograd.grad(op(x.requires_grad_()), x, grad)[0]
+
+    assert_close_to_scale(gradient(bad_fft)(x.clone(), grad), float64_native(gradient(native), x, grad), scale)
+
+
+@pytest.mark.parametrize(("scale", "tangent_scale"), [(1e-15, 1e-30), (1e-40, 1e-5), (1e30, 1e10)])
+def test_jvp_at_extreme_scales(scale, tangent_scale, device):
+    """Re(conj(Y / |Y|) · rfft2(t)), float32: Y · rfft2(t) would underflow or overflow."""
+    skip_float32_subnormals_on_cuda(device, torch.float32, scale)
+    x = torch.randn(2, 6, 7, device=device) * scale
+    tangent = torch.randn(2, 6, 7, device=device) * tangent_scale
+    ours = torch.func.jvp(bad_fft, (x,), (tangent,))[1]
+    expected = float64_native(lambda x, t: torch.func.jvp(native, (x,), (t,))[1], x, tangent)
+    assert_close_to_scale(ours, expected, scale)
+
+
+# float32 scales of x where the second derivative's 1 / |Y|**3 would underflow or overflow.
+SECOND_ORDER_SCALES = [1e-15, 1e-20, 1e30]
+
+
+@pytest.mark.parametrize("scale", SECOND_ORDER_SCALES)
+def test_hessian_at_extreme_scales(scale, device):
+    """Forward over reverse: the one division by |Y| comes last."""
+    x = torch.randn(4, 5, device=device) * scale
+    weights = torch.randn(4, 3, device=device)
+
+    def hessian(op):
+        return lambda x, weights: torch.func.hessian(lambda x: (op(x) * weights).sum())(x)
+
+    assert_close_to_scale(hessian(bad_fft)(x, weights), float64_native(hessian(native), x, weights), scale)
+
+
+@pytest.mark.parametrize(("scale", "grad_scale"), [*((s, 1.0) for s in SECOND_ORDER_SCALES), (1e-40, 1e-10)])
+def test_double_backward_at_extreme_scales(scale, grad_scale, device):
+    """Reverse over reverse, for x and for the gradient. The second derivative is about
+    grad · cotangent / |Y|: at a subnormal scale, small ones keep it in float32's range."""
+    skip_float32_subnormals_on_cuda(device, torch.float32, scale)
+    x = torch.randn(2, 6, 7, device=device) * scale
+    grad = torch.randn(2, 6, 4, device=device) * grad_scale
+    cotangent = torch.randn(2, 6, 7, device=device) * grad_scale
+
+    def second(op):
+        def derivatives(x, grad, cotangent):
+            x, grad = x.requires_grad_(), grad.requires_grad_()
+            (gradient,) = torch.autograd.grad(op(x), x, grad, create_graph=True)
+            return torch.autograd.grad(gradient, (x, grad), cotangent)
+
+        return derivatives
+
+    ours = second(bad_fft)(x.clone(), grad.clone(), cotangent)
+    for ours_one, expected in zip(ours, float64_native(second(native), x, grad, cotangent), strict=True):
+        assert_close_to_scale(ours_one, expected, scale)

@@ -1,4 +1,4 @@
-"""The tensor/array boundary: inputs read without copies, outputs in torch's memory, resizable storages, streams, vmap."""
+"""The tensor/array boundary: inputs read without copies, outputs in torch's memory, resizable storages, vmap."""
 
 import contextlib
 import functools

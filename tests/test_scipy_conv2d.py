@@ -4,12 +4,32 @@ The tests above the marked part at the bottom are the contract that every op kee
 marked part checks choices of this op's design: change or delete those where your op differs.
 """
 
+import collections
+import importlib
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import assert_matches, assert_stays_on_gpu, needs_cuda, needs_cupy, randn, round_trip, tolerances
+from conftest import (
+    SHARDINGS,
+    assert_compiled_forward_mode_matches_native,
+    assert_matches,
+    assert_seen_as_a_torch_function,
+    assert_stays_on_gpu,
+    assert_trains_like_native,
+    native_compile_error,
+    needs_cuda,
+    needs_cupy,
+    randn,
+    round_trip,
+    tolerances,
+)
+from torch.utils.flop_counter import FlopCounterMode
 
-from reference import ScipyConv2d, scipy_conv2d
+from reference import ScipyConv2d, ScipyConv2dFunction, scipy_conv2d
+
+op_module = importlib.import_module("reference.scipy_conv2d")  # the package's `scipy_conv2d` is the function
 
 
 def native(input, weight, bias=None):
@@ -18,8 +38,9 @@ def native(input, weight, bias=None):
     return out.reshape(*input.shape[:-2], *out.shape[-2:])
 
 
-# (input shape, kernel shape): few kernel taps take shifted multiply-adds, few outputs per-output
-# dot products, and the rest FFT correlation. "Few" is `_MAX_DIRECT_TERMS`: 49 on NumPy, 16 on CuPy.
+# (input shape, kernel shape): where kernel taps or outputs are few, the fewer of them picks shifted
+# multiply-adds (taps) or per-output dot products (outputs); the rest take FFT correlation. "Few" is
+# `_MAX_DIRECT_TERMS`: 49 on NumPy, 16 on CuPy.
 
 
 CASES = [
@@ -227,6 +248,7 @@ OP_BAD_INPUT = [
         ((torch.ones(4, 4), torch.ones(2, 2), torch.ones(1, dtype=F64)), TypeError, "bias must have the input's dtype"),
         ((torch.ones(4, 4), torch.ones(2, 2), 1.0), TypeError, "bias must be a torch.Tensor, got float"),
         ((torch.ones(4, 4), torch.ones(2, 2, device="meta")), ValueError, "weight must be on the input's device cpu"),
+        ((torch.eye(4).to_sparse(), torch.ones(2, 2)), TypeError, r"input must be a dense \(strided\) tensor, got"),
     ],
 )
 def test_bad_input(args, error, message):
@@ -238,8 +260,33 @@ def test_bad_input(args, error, message):
 def test_every_path_refuses_bad_input_alike(args, error, message):
     with pytest.raises(error, match=f"^scipy_conv2d: {message}"):
         torch.ops.reference.scipy_conv2d(*args)
-    with pytest.raises(Exception, match=f"scipy_conv2d: {message}"):
+    with pytest.raises(native_compile_error(), match=f"scipy_conv2d: {message}"):
         torch.compile(torch.ops.reference.scipy_conv2d, fullgraph=True, dynamic=False)(*args)
+
+
+@pytest.mark.parametrize("sharding", SHARDINGS)
+def test_trains_under_ddp_and_fsdp_as_native(sharding, process_group):
+    """FSDP frees each parameter's storage after the forward (resize_(0)): the op must leave it resizable."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 8), ScipyConv2d(3, 3))
+    x = torch.randn(4, 6, 8)
+    assert_trains_like_native(model, lambda module, x: native(x, module.weight, module.bias), x, sharding)
+
+
+def test_compiled_forward_mode_gives_native_values_or_a_clear_error(device):
+    x, weight = torch.randn(2, 7, 6, dtype=torch.float64, device=device), torch.randn(3, 2, dtype=torch.float64)
+    weight = weight.to(device)
+    assert_compiled_forward_mode_matches_native(
+        lambda x: scipy_conv2d(x, weight),
+        lambda x: native(x, weight),
+        x,
+        r"scipy_conv2d_forward got a forward-mode tangent .* outside torch.compile",
+    )
+
+
+def test_traces_scripts_and_defers_to_tensor_likes_as_torch_functions_do():
+    model = torch.nn.Sequential(torch.nn.Linear(6, 6), ScipyConv2d(3, 2))
+    assert_seen_as_a_torch_function(model, scipy_conv2d, torch.randn(2, 5, 6))
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
@@ -272,6 +319,25 @@ def test_empty_batch(device):
     input, weight = randn(3, 0, 9, 8, device=device), randn(4, 5, device=device)
     assert_matches(scipy_conv2d, native, input, weight)
     torch.library.opcheck(torch.ops.reference.scipy_conv2d, (input, weight))
+
+
+def test_meta_device_and_deferred_init():
+    """As native: shapes without computation on the meta device, forward and backward; then materialised."""
+    module = ScipyConv2d(3, 2, device="meta")
+    input = torch.empty(2, 6, 7, device="meta", requires_grad=True)
+    output = module(input)
+    assert output.device.type == "meta" and output.shape == native(input, module.weight, module.bias).shape
+    parameters = (input, module.weight, module.bias)
+    grads = torch.autograd.grad(output.sum(), parameters, create_graph=True)
+    assert [(g.device.type, g.shape) for g in grads] == [("meta", p.shape) for p in parameters]
+    (second,) = torch.autograd.grad(grads[1].sum(), input)
+    assert second.device.type == "meta" and second.shape == input.shape
+    assert torch.ops.reference.scipy_conv2d(input, module.weight).shape == output.shape
+    module.to_empty(device="cpu")
+    module.reset_parameters()
+    assert module.weight.abs().max() <= 1 / 6**0.5 and module.bias.abs().max() <= 1 / 6**0.5
+    input = torch.randn(2, 6, 7, requires_grad=True)
+    assert_matches(module, lambda x: native(x, module.weight, module.bias), input)
 
 
 @pytest.mark.cuda
@@ -396,3 +462,139 @@ def test_float32_keeps_its_digits_where_outputs_are_small(device):
     output, exact = scipy_conv2d(input, weight), native(input.double(), weight.double())
     relative = ((output.double() - exact).abs() / exact.abs()).max()
     assert relative < 1e-5
+
+
+def native_transposed(input, weight):
+    images = input.reshape(-1, 1, *input.shape[-2:])
+    out = F.conv_transpose2d(images, weight[None, None])
+    return out.reshape(*input.shape[:-2], *out.shape[-2:])
+
+
+@pytest.mark.parametrize(("shape", "kernel"), [((6, 5), (3, 2)), ((2, 2), (8, 7)), ((2, 3, 16, 15), (8, 9))])
+def test_transposed_op_is_the_full_convolution(shape, kernel, device):
+    """The input's gradient: native's transposed convolution, by taps, by outputs and by FFT."""
+    input, weight = randn(*shape, device=device), randn(*kernel, device=device)
+
+    def transposed(input, weight):
+        return torch.ops.reference.scipy_conv2d_forward(input, weight, True)
+
+    torch.testing.assert_close(transposed(input, weight), native_transposed(input, weight))
+    torch.library.opcheck(torch.ops.reference.scipy_conv2d_forward, (input.detach(), weight.detach(), True))
+    assert torch.autograd.gradcheck(
+        lambda x, w: ScipyConv2dFunction.apply(x, w, True), (input, weight), check_forward_ad=True
+    )
+
+
+FLOP_CASES = [((16, 16), (3, 3)), ((2, 16, 16), (3, 3)), ((3, 2, 12, 17), (4, 6)), ((2, 20, 19), (9, 8))]
+
+
+def flops(step, *inputs):
+    with FlopCounterMode(display=False) as counter:
+        step(*inputs)
+    return counter.get_total_flops()
+
+
+@pytest.mark.parametrize("backward", [False, True])
+@pytest.mark.parametrize(("shape", "kernel"), FLOP_CASES)
+@pytest.mark.parametrize("device", ["cpu", "meta"])
+def test_flop_counts_match_native(shape, kernel, backward, device):
+    """torch.utils.flop_counter counts what it counts for native's convolutions, from shapes alone."""
+
+    def step(op):
+        def run(input, weight):
+            output = op(input, weight)
+            if backward:
+                output.sum().backward()
+
+        return run
+
+    inputs = (randn(*shape, device=device), randn(*kernel, device=device))
+    assert flops(step(scipy_conv2d), *inputs) == flops(step(native), *inputs) > 0
+
+
+def test_flop_counts_of_the_kernel_op_with_leading_weight_dims():
+    """A weight with leading dims, as vmap and the backward give the op: one native output channel per kernel."""
+    input, weight = torch.randn(3, 1, 12, 11), torch.randn(1, 4, 5, 6)
+    op = torch.ops.reference.scipy_conv2d_forward
+    assert flops(op, input, weight) == flops(F.conv2d, input, weight.transpose(0, 1))
+    assert flops(op, input, weight, True) == flops(F.conv_transpose2d, input, weight)
+
+
+@pytest.fixture
+def routes(monkeypatch):
+    """How many output images each algorithm computes, on the CPU, from wrappers around `_correlate_by_*`."""
+    counts = collections.Counter()
+    for route in ("taps", "outputs", "fft"):
+        function = getattr(op_module, f"_correlate_by_{route}")
+
+        def counting(xp, x, w, *args, function=function, route=route):
+            counts[route] += math.prod(torch.broadcast_shapes(x.shape[:-2], w.shape[:-2]))
+            return function(xp, x, w, *args)
+
+        monkeypatch.setattr(op_module, f"_correlate_by_{route}", counting)
+    return counts
+
+
+ORDINARY = {
+    "normal": lambda: torch.randn(3, 30, 30, dtype=F64),
+    "uniform": lambda: torch.rand(3, 30, 30, dtype=F64),
+    "float32": lambda: torch.randn(3, 30, 30),
+    "smooth": lambda: torch.randn(3, 30, 30, dtype=F64).cumsum(-1).cumsum(-2),
+    "half zeros": lambda: torch.randn(3, 30, 30, dtype=F64).relu(),
+    "zero border": lambda: F.pad(torch.randn(3, 22, 22, dtype=F64), (4, 4, 4, 4)),
+    "a zero image": lambda: torch.cat([torch.randn(2, 30, 30, dtype=F64), torch.zeros(1, 30, 30, dtype=F64)]),
+}
+
+
+@pytest.mark.parametrize("data", ORDINARY)
+def test_ordinary_data_takes_the_fft_route(data, routes):
+    """Forward, the input's gradient (the transposed op) and the weight's: three FFTs of every image."""
+    input = ORDINARY[data]().requires_grad_()
+    weight = torch.randn(8, 8, dtype=input.dtype, requires_grad=True)
+    scipy_conv2d(input, weight).sum().backward()
+    assert routes == {"fft": 9}
+
+
+@pytest.mark.parametrize("outlier", [1e8, 1e16])
+def test_the_fft_route_redoes_an_image_with_an_outlier_directly(outlier, routes):
+    """Only that image: by taps forward, and by outputs for the weight's gradient (64 outputs of 23x23 taps)."""
+    input, weight = randn(3, 30, 30), randn(8, 8)
+    with torch.no_grad():
+        input[1, 3, 4] = outlier
+    scipy_conv2d(input, weight).sum().backward()
+    assert routes == {"fft": 9, "taps": 1, "outputs": 1}
+
+
+@pytest.mark.parametrize(
+    ("dtype", "outlier"),
+    [(F64, 1e8), (F64, 1e12), (F64, 1e16), (torch.float32, 1e20), (torch.float32, 1e30), (torch.bfloat16, 1e30)],
+)
+def test_an_outlier_stays_in_the_windows_that_hold_it(dtype, outlier, device):
+    """Outputs, weight gradients and transposed outputs whose windows miss the outlier keep native's digits.
+
+    One large value adds an FFT's rounding error to every output; the FFT route must see that and
+    sum that image directly, as native does. The first image has no outlier, and keeps its FFT.
+    bfloat16 is computed in float32, so native computes it so too, and is compared as `assert_matches`
+    does: the weight's gradient sums the images in bfloat16.
+    """
+
+    def baseline(op):
+        return op if dtype != torch.bfloat16 else lambda x, w: op(x.float(), w.float()).to(dtype)
+
+    def assert_close(actual, expected):
+        scale = expected.abs().max().item()
+        within = tolerances(dtype) if dtype != torch.bfloat16 else {"rtol": 3e-2, "atol": 3e-2 * scale}
+        torch.testing.assert_close(actual, expected, **within)
+
+    input, weight = randn(2, 30, 30, dtype=dtype, device=device), randn(8, 8, dtype=dtype, device=device)
+    with torch.no_grad():
+        input[1, 0, 0] = outlier
+    output, expected = scipy_conv2d(input, weight), baseline(native)(input, weight)
+    assert_close(output[..., 10:, 10:], expected[..., 10:, 10:])
+    grad = torch.randn_like(expected)
+    (ours,) = torch.autograd.grad(output, weight, grad)
+    (theirs,) = torch.autograd.grad(expected, weight, grad)
+    assert_close(ours[1:, 1:], theirs[1:, 1:])
+    input, weight = input.detach(), weight.detach()
+    transposed = torch.ops.reference.scipy_conv2d_forward(input, weight, True)
+    assert_close(transposed[..., 10:, 10:], baseline(native_transposed)(input, weight)[..., 10:, 10:])
