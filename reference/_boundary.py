@@ -649,9 +649,12 @@ def register_public_op(namespace: str, name: str, schema: str, apply: Callable[.
                 f"torch.ops.{namespace}.{name} does not run under torch.func transforms (grad, jacrev, jvp, ...); "
                 f"call {namespace}.{name}, which supports them all"
             )
-        return apply(*args)
+        # The dispatcher leaves out trailing arguments equal to their defaults: put them back.
+        return apply(*args, *defaults[len(args) :])
 
     library = torch.library.Library(namespace, "FRAGMENT")
     library.define(name + schema)
+    arguments = getattr(getattr(torch.ops, namespace), name).default._schema.arguments
+    defaults = [a.default_value if a.has_default_value() else None for a in arguments]
     library.impl(name, through_the_dispatcher, "CompositeImplicitAutograd")
     _libraries.append(library)

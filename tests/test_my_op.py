@@ -174,6 +174,21 @@ def test_torch_ops_path_matches_the_function(device):
         torch.testing.assert_close(forward_ad.unpack_dual(ours).tangent, forward_ad.unpack_dual(theirs).tangent)
 
 
+@pytest.mark.parametrize("frequency", [(), (1.0,), (0.5,)], ids=["left out", "the default", "another"])
+def test_torch_ops_path_takes_the_schema_default(frequency, device):
+    """The dispatcher leaves out a trailing argument equal to its default; the op still gets it."""
+    x, weight, _ = inputs((5, 6), (6,), device=device)
+
+    def ours(x, weight):
+        return torch.ops.reference.my_op(x, weight, *frequency)
+
+    def theirs(x, weight):
+        return native(x, weight, *frequency)
+
+    assert_matches(ours, theirs, x, weight)
+    assert_matches(torch.compile(ours, fullgraph=True), theirs, x, weight)
+
+
 @pytest.mark.parametrize("transform", [torch.func.grad, torch.func.jacrev, torch.func.jacfwd])
 def test_torch_ops_path_refuses_torch_func_derivatives(transform, device):
     """Never the zero tangents of a custom op's autograd: a clear error that names the public function.
