@@ -223,42 +223,44 @@ class _HostView:
 
     __slots__ = ("__array_interface__", "_tensor")
 
-    def __init__(self, t: torch.Tensor):
-        self._tensor = t
-        size = t.element_size()
-        self.__array_interface__ = {
-            "data": (t.data_ptr(), False),
-            "shape": t.shape,
-            "strides": tuple([stride * size for stride in t.stride()]),
-            "typestr": _NUMPY_TYPESTR[t.dtype],
-            "version": 3,
-        }
-
 
 def _host_array(t: torch.Tensor) -> np.ndarray:
     """A dense CPU tensor as a NumPy array that shares its memory, or a copy for a conjugate or negated view."""
     if t.layout != torch.strided:
         raise TypeError(f"tensors must be dense (strided) to reach an array kernel, got {t.layout}")
-    if t.dtype not in _NUMPY_TYPESTR:
+    typestr = _NUMPY_TYPESTR.get(t.dtype)
+    if typestr is None:
         raise TypeError(f"NumPy has no dtype for {t.dtype}")
     if t.is_conj() or t.is_neg():
         t = t.resolve_conj().resolve_neg()
-    elif t.data_ptr() == 0 and t.numel():  # a zero tensor, which has no memory
+    elif not t.data_ptr() and t.numel():  # a zero tensor, which has no memory
         t = torch.zeros(t.shape, dtype=t.dtype)
-    return np.asarray(_HostView(t))
+    view = _HostView()
+    view._tensor = t
+    view.__array_interface__ = {
+        "data": (t.data_ptr(), False),
+        "shape": t.shape,
+        "strides": None if t.is_contiguous() else tuple([stride * t.element_size() for stride in t.stride()]),
+        "typestr": typestr,
+        "version": 3,
+    }
+    return np.asarray(view)
 
 
 def _new_tensor(xp: ModuleType, kernel: Kernel, array: Any, device: torch.device | str = "cpu") -> torch.Tensor:
     """A new tensor in torch's memory with `array`'s values, whatever its strides and flags.
 
-    torch.from_numpy and torch.from_dlpack would share the array's memory, but their tensors
-    cannot be resized, and they refuse negative strides; a read-only array makes from_numpy warn.
+    A tensor that shares the array's memory (torch.from_numpy, torch.from_dlpack) could not be
+    resized. from_numpy also refuses negative strides, and warns on a read-only array: those
+    are copied by NumPy, the others (most arrays) by torch, which is faster.
     """
     dtype = _TORCH_DTYPE.get(array.dtype)
     if dtype is None:
         raise TypeError(f"{_name(kernel)} returned an array of dtype {array.dtype}, which torch has no dtype for")
+    if xp is np and array.flags.writeable and min(array.strides, default=0) >= 0:
+        return torch.from_numpy(array).clone(memory_format=torch.contiguous_format)
     out = torch.empty(array.shape, dtype=dtype, device=device)
-    xp.copyto(np.asarray(_HostView(out)) if xp is np else xp.from_dlpack(out), array)
+    xp.copyto(_host_array(out) if xp is np else xp.from_dlpack(out), array)
     return out
 
 
