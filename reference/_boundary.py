@@ -231,10 +231,10 @@ def _host_array(t: torch.Tensor) -> np.ndarray:
     typestr = _NUMPY_TYPESTR.get(t.dtype)
     if typestr is None:
         raise TypeError(f"NumPy has no dtype for {t.dtype}")
+    if not t.data_ptr():  # no memory to share: an empty tensor, or a zero tensor (NumPy 1 refuses a null pointer)
+        return np.zeros(t.shape, dtype=typestr)
     if t.is_conj() or t.is_neg():
         t = t.resolve_conj().resolve_neg()
-    elif not t.data_ptr() and t.numel():  # a zero tensor, which has no memory
-        t = torch.zeros(t.shape, dtype=t.dtype)
     view = _HostView()
     view._tensor = t
     view.__array_interface__ = {
