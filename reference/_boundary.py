@@ -154,12 +154,15 @@ def run_kernel(kernel: Kernel, *args: Any) -> Any:
         return _map(lambda r: r.to(first.dtype) if r.is_floating_point() else r, results)
     if first.is_cuda and CUPY is not None and _use_cupy.get():
         return _run_on_cupy(kernel, first.device, args)
-    if not first.is_cpu:
+    if first.is_cpu:
+        arrays = [_host_array(a) if isinstance(a, torch.Tensor) else a for a in args]
+    else:
         _warn_round_trip(kernel, first.device)
-    arrays = [_host_array(a.detach().cpu()) if isinstance(a, torch.Tensor) else a for a in args]
+        arrays = [_host_array(a.detach().cpu()) if isinstance(a, torch.Tensor) else a for a in args]
     with np.errstate(all="ignore"):
         result = kernel(NUMPY, *arrays)
-    return _map(lambda r: _new_tensor(np, kernel, r).to(first.device), _arrays(np, kernel, result))
+    tensors = _map(lambda r: _new_tensor(np, kernel, r), _arrays(np, kernel, result))
+    return tensors if first.is_cpu else _map(lambda t: t.to(first.device), tensors)
 
 
 def _in_float32(a: Any) -> Any:
