@@ -527,7 +527,7 @@ _PLAIN_TENSOR_TYPES = (torch.Tensor, torch.nn.Parameter)
 
 
 def _private(module: str, name: str) -> Callable[..., Any] | None:
-    """A private torch function, or None where this torch has none by that name."""
+    """A private torch name (a function or class), or None where this torch has none by that name."""
     try:
         return getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError):
