@@ -5,7 +5,7 @@ with `run_kernel` recording its kernels' calls. Then five depths are timed, each
 same forward plus backward with fewer layers:
 
     public      the public function, .backward() through the autograd engine
-    _apply      the same without the public function's checks
+    _apply      the same without the declared op's argument handling and checks
     ops         the recorded kernel-op calls, replayed as the autograd.Functions make them
     run_kernel  the recorded kernel calls through the boundary (tensors in, tensors out)
     kernels     the same kernels on bare arrays: NumPy, or CuPy on CUDA
@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import statistics
-import sys
 from collections.abc import Callable
 
 import torch
@@ -33,7 +32,7 @@ from torch.utils import benchmark
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import reference
-from reference import _boundary, bad_fft, my_op, scipy_conv2d
+from reference import _boundary, _kernel_ops, _op_factory, bad_fft, my_op, scipy_conv2d
 
 from benchmarks.compare import environment
 
@@ -53,23 +52,22 @@ class _RecordOps(TorchDispatchMode):
 
 @contextlib.contextmanager
 def _record_kernels(calls: list):
-    run_kernel = _boundary.run_kernel
+    run_kernel = _kernel_ops.run_kernel
 
     def recording(kernel, *args):
         calls.append((kernel, args))
         return run_kernel(kernel, *args)
 
-    _boundary.run_kernel = recording
+    _kernel_ops.run_kernel = recording
     try:
         yield
     finally:
-        _boundary.run_kernel = run_kernel
+        _kernel_ops.run_kernel = run_kernel
 
 
 def _kernel_op_callers() -> dict:
     """Each kernel op's function (what `kernel_op` returned), by its operator."""
-    modules = [sys.modules[f"reference.{name}"] for name in ("bad_fft", "scipy_conv2d", "my_op")]
-    return {f.op: f for module in modules for f in vars(module).values() if hasattr(f, "op")}
+    return {f.op: f for declared in _op_factory._DECLARED.values() for f in declared.kernel_ops.values()}
 
 
 def depths(public: Callable, apply: Callable, inputs: tuple, grad: torch.Tensor) -> dict[str, Callable[[], None]]:
@@ -131,18 +129,19 @@ def median_difference(times: dict[str, list[float]], outer: str, inner: str) -> 
 
 
 def cases(size: int, device: str) -> dict[str, tuple[Callable, Callable, tuple]]:
-    """Each reference op on a small float32 input: its public function, its Function's (`_apply`) and inputs.
+    """Each reference op on a small float32 input: its public function, its Function's and inputs.
 
-    bad_fft's Function also returns the spectrum, which `_magnitude` leaves out.
+    A Function also returns the values it saves for the derivatives, which `_public` leaves out.
     """
     x = torch.randn(size, size, device=device, requires_grad=True)
     weight = torch.randn(3, 3, device=device, requires_grad=True)
     row_weight = torch.randn(size, device=device, requires_grad=True)
-    return {
-        "bad_fft": (bad_fft, sys.modules["reference.bad_fft"]._magnitude, (x,)),
-        "scipy_conv2d": (scipy_conv2d, sys.modules["reference.scipy_conv2d"]._apply, (x, weight)),
-        "my_op": (my_op, sys.modules["reference.my_op"]._apply, (x, row_weight, 0.7)),
-    }
+    inputs = {"bad_fft": (x,), "scipy_conv2d": (x, weight, None), "my_op": (x, row_weight, 0.7)}
+    cases = {}
+    for name, public in (("bad_fft", bad_fft), ("scipy_conv2d", scipy_conv2d), ("my_op", my_op)):
+        declared = _op_factory._DECLARED[f"{reference.__name__}::{name}"]
+        cases[name] = (public, lambda *args, d=declared: d._public(d._apply(*args)), inputs[name])
+    return cases
 
 
 LAYERS = {  # layer: (outer depth, inner depth)

@@ -15,7 +15,7 @@ OP_FILES = [
     "tests/test_{{ cookiecutter.op_name }}.py",
     "benchmarks/bench_{{ cookiecutter.op_name }}.py",
 ]
-EXPORTS = ["{{ cookiecutter.class_name }}", "{{ cookiecutter.class_name }}Function", "{{ cookiecutter.op_name }}"]
+EXPORTS = ["{{ cookiecutter.class_name }}", "{{ cookiecutter.op_name }}"]
 
 
 def export_the_op() -> bool:

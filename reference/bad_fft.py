@@ -19,15 +19,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ._boundary import (
-    ArrayBackend,
-    check_image,
-    check_tensor,
-    function_applier,
-    kernel_op,
-    public_op,
-    register_public_op,
-)
+from ._boundary import ArrayBackend
+from ._checks import check_image
+from ._op_factory import declare_op
 
 # ----------------------------------------------------------------------------
 # 1. Array kernels: NumPy/SciPy on the host, CuPy on CUDA. No torch here.
@@ -52,24 +46,24 @@ def bad_fft_kernel(backend: ArrayBackend, x):
     return xp.where(finite, magnitude, xp.where(has_nan, nan, inf)), spectrum
 
 
-def bad_fft_backward_kernel(backend: ArrayBackend, grad, spectrum, width):
-    """The gradient of |rfft2(x)| with respect to x, given the output's gradient and Y; x is `width` wide."""
-    shape = (spectrum.shape[-2], width)
+def bad_fft_backward_kernel(backend: ArrayBackend, grad, x, spectrum):
+    """The gradient of |rfft2(x)| with respect to x, given the output's gradient and Y."""
+    shape = (spectrum.shape[-2], x.shape[-1])
     return _adjoint(backend, backend.fuse(_times_phase)(grad, spectrum), shape)
 
 
-def bad_fft_jvp_kernel(backend: ArrayBackend, tangent, spectrum):
-    """The forward derivative of |rfft2(x)| in the direction `tangent`: Re(conj(Y) · rfft2(tangent)) / |Y|."""
-    return backend.fuse(_along_phase)(backend.rfft2(tangent), spectrum)
+def bad_fft_jvp_kernel(backend: ArrayBackend, x_tangent, spectrum):
+    """The forward derivative of |rfft2(x)| in the direction `x_tangent`: Re(conj(Y) · rfft2(x_tangent)) / |Y|."""
+    return backend.fuse(_along_phase)(backend.rfft2(x_tangent), spectrum)
 
 
-def bad_fft_curvature_kernel(backend: ArrayBackend, grad, direction, spectrum):
-    """How the gradient moves when x moves in `direction`: the second derivative, symmetric in both.
+def bad_fft_curvature_kernel(backend: ArrayBackend, grad, x_direction, spectrum):
+    """How the gradient moves when x moves in `x_direction`: the second derivative, symmetric in both.
 
-    With T = rfft2(direction), it is adjoint(i · Y · grad · Im(conj(Y) · T) / |Y|^3).
+    With T = rfft2(x_direction), it is adjoint(i · Y · grad · Im(conj(Y) · T) / |Y|^3).
     """
-    turned = backend.fuse(_turned)(grad, backend.rfft2(direction), spectrum)
-    return _adjoint(backend, turned, direction.shape)
+    turned = backend.fuse(_turned)(grad, backend.rfft2(x_direction), spectrum)
+    return _adjoint(backend, turned, x_direction.shape)
 
 
 # The elementwise bodies (each one fused kernel on the GPU, see `ArrayBackend.fuse`) work with the
@@ -145,189 +139,30 @@ def _adjoint(backend, half_spectrum, shape):
 
 
 # ----------------------------------------------------------------------------
-# 2. PyTorch plumbing: custom ops for the kernels, and autograd.Functions that tie
-#    them together. The Functions are what torch.func (grad, jacrev, jvp) needs.
+# 2. The declaration. The spectrum Y = rfft2(x) comes from the forward, as native
+#    torch keeps it, and saves the derivatives an FFT.
 # ----------------------------------------------------------------------------
 
 
-# One custom op per kernel, with its fake, vmap rule and autocast (see `kernel_op`). Leading dims
-# broadcast; the fakes give each output's shape and dtype without computing it.
-def _batch(*tensors: Tensor) -> torch.Size:
-    return torch.broadcast_shapes(*(t.shape[:-2] for t in tensors))
-
-
 def _magnitude_and_spectrum(x: Tensor) -> tuple[Tensor, Tensor]:
+    """The fake: |Y| in x's dtype and Y in the complex dtype it is computed in, without computing them."""
     shape = (*x.shape[:-1], x.shape[-1] // 2 + 1)
     computed_in = torch.promote_types(x.dtype, torch.float32)  # float16 and bfloat16 run in float32
     return x.new_empty(shape), x.new_empty(shape, dtype=computed_in.to_complex())
 
 
-def _image(grad: Tensor, spectrum: Tensor, width: int) -> Tensor:
-    return grad.new_empty(*_batch(grad, spectrum), spectrum.shape[-2], width)
-
-
-def _spectrum_sized(tangent: Tensor, spectrum: Tensor) -> Tensor:
-    return tangent.new_empty(*_batch(tangent, spectrum), *spectrum.shape[-2:])
-
-
-def _direction_sized(grad: Tensor, direction: Tensor, spectrum: Tensor) -> Tensor:
-    return direction.new_empty(*_batch(grad, direction, spectrum), *direction.shape[-2:])
-
-
-bad_fft_forward_op = kernel_op(
-    f"{__package__}::bad_fft_forward",
-    "(Tensor x) -> (Tensor, Tensor)",
-    bad_fft_kernel,
+bad_fft_declared = declare_op(
+    f"{__package__}::bad_fft",
+    "(Tensor x) -> Tensor",
+    forward=bad_fft_kernel,
+    backward=bad_fft_backward_kernel,
+    jvp=bad_fft_jvp_kernel,
+    curvature=bad_fft_curvature_kernel,
+    saved=("spectrum",),
+    batched=True,
     check=lambda x: check_image("bad_fft", "x", x),
     fake=_magnitude_and_spectrum,
 )
-bad_fft_backward_op = kernel_op(
-    f"{__package__}::bad_fft_backward",
-    "(Tensor grad, Tensor spectrum, SymInt width) -> Tensor",
-    bad_fft_backward_kernel,
-    fake=_image,
-)
-bad_fft_jvp_op = kernel_op(
-    f"{__package__}::bad_fft_jvp",
-    "(Tensor tangent, Tensor spectrum) -> Tensor",
-    bad_fft_jvp_kernel,
-    fake=_spectrum_sized,
-)
-bad_fft_curvature_op = kernel_op(
-    f"{__package__}::bad_fft_curvature",
-    "(Tensor grad, Tensor direction, Tensor spectrum) -> Tensor",
-    bad_fft_curvature_kernel,
-    fake=_direction_sized,
-)
-
-
-# Each derivative is an autograd.Function of its own, so that differentiating it again
-# either works (second derivatives, forward or reverse) or fails with a clear error.
-# The spectrum Y = rfft2(x) comes from the forward, as native torch keeps it, and saves
-# the derivatives an FFT. It is not differentiable: each Function takes x as well, and
-# its derivative for x holds what moving x does to Y.
-class BadFFTFunction(torch.autograd.Function):
-    """|rfft2(x)| (and its spectrum) with its true derivatives: reverse, forward (jvp) and second order."""
-
-    generate_vmap_rule = True
-
-    @staticmethod
-    def forward(x):
-        return bad_fft_forward_op(x)
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        (x,), (magnitude, spectrum) = inputs, output
-        ctx.mark_non_differentiable(spectrum)
-        ctx.set_materialize_grads(False)  # the spectrum's gradient is None: not a tensor of zeros to make
-        # Under autocast the op ran on x in float32; elsewhere this is x itself.
-        x = x.to(magnitude.dtype)
-        ctx.save_for_backward(x, spectrum)
-        ctx.save_for_forward(x, spectrum)
-
-    @staticmethod
-    def backward(ctx, grad, _):
-        if grad is None:  # an undefined gradient, as gradcheck passes: it stands for zeros
-            return None
-        x, spectrum = ctx.saved_tensors
-        # Only double backward and torch.func need the backward's own Function; it costs ~25 µs.
-        if torch.is_grad_enabled():
-            return _BadFFTBackward.apply(grad, x, spectrum)
-        return bad_fft_backward_op(grad, spectrum, x.shape[-1])
-
-    @staticmethod
-    def jvp(ctx, tangent):
-        x, spectrum = ctx.saved_tensors
-        return _BadFFTJvp.apply(tangent.to(x.dtype), x, spectrum), None
-
-
-class _BadFFTBackward(torch.autograd.Function):
-    """grad_x = backward(grad, Y), linear in grad."""
-
-    generate_vmap_rule = True
-
-    @staticmethod
-    def forward(grad, x, spectrum):
-        return bad_fft_backward_op(grad, spectrum, x.shape[-1])
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        ctx.save_for_backward(*inputs)
-        ctx.save_for_forward(*inputs)
-
-    @staticmethod
-    def backward(ctx, cotangent):
-        grad, x, spectrum = ctx.saved_tensors
-        grad_of_grad = _BadFFTJvp.apply(cotangent, x, spectrum) if ctx.needs_input_grad[0] else None
-        grad_of_x = _BadFFTCurvature.apply(grad, cotangent, spectrum) if ctx.needs_input_grad[1] else None
-        return grad_of_grad, grad_of_x, None
-
-    @staticmethod
-    def jvp(ctx, grad_tangent, x_tangent, _):
-        grad, x, spectrum = ctx.saved_tensors
-        terms = []
-        if grad_tangent is not None:
-            terms.append(_BadFFTBackward.apply(grad_tangent, x, spectrum))
-        if x_tangent is not None:
-            terms.append(_BadFFTCurvature.apply(grad, x_tangent, spectrum))
-        return sum(terms[1:], terms[0])
-
-
-class _BadFFTJvp(torch.autograd.Function):
-    """tangent_y = jvp(tangent, Y), linear in tangent."""
-
-    generate_vmap_rule = True
-
-    @staticmethod
-    def forward(tangent, x, spectrum):
-        return bad_fft_jvp_op(tangent, spectrum)
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        ctx.save_for_backward(*inputs)
-
-    @staticmethod
-    def backward(ctx, grad):
-        tangent, x, spectrum = ctx.saved_tensors
-        grad_of_tangent = _BadFFTBackward.apply(grad, x, spectrum) if ctx.needs_input_grad[0] else None
-        grad_of_x = _BadFFTCurvature.apply(grad, tangent, spectrum) if ctx.needs_input_grad[1] else None
-        return grad_of_tangent, grad_of_x, None
-
-    @staticmethod
-    def jvp(ctx, *tangents):
-        raise RuntimeError("bad_fft: forward-over-forward derivatives are not supported; use reverse mode inside")
-
-
-class _BadFFTCurvature(torch.autograd.Function):
-    """The second-derivative term. Differentiating it again would be a third derivative."""
-
-    generate_vmap_rule = True
-
-    @staticmethod
-    def forward(grad, direction, spectrum):
-        return bad_fft_curvature_op(grad, direction, spectrum)
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        pass
-
-    @staticmethod
-    def backward(ctx, grad):
-        raise RuntimeError("bad_fft: third derivatives are not supported; first and second derivatives are")
-
-    @staticmethod
-    def jvp(ctx, *tangents):
-        raise RuntimeError("bad_fft: third derivatives are not supported; first and second derivatives are")
-
-
-_apply = function_applier(BadFFTFunction)
-
-
-def _magnitude(x: Tensor) -> Tensor:
-    return _apply(x)[0]
-
-
-register_public_op(__package__, "bad_fft", "(Tensor x) -> Tensor", _magnitude)
 
 
 # ----------------------------------------------------------------------------
@@ -335,15 +170,14 @@ register_public_op(__package__, "bad_fft", "(Tensor x) -> Tensor", _magnitude)
 # ----------------------------------------------------------------------------
 
 
-@public_op
+@bad_fft_declared.public
 def bad_fft(x: Tensor) -> Tensor:
     """|rfft2(x)| over the last two dims of a float tensor of shape (..., H, W).
 
     Returns a tensor of shape (..., H, W // 2 + 1) and the dtype of `x`. float16 and
     bfloat16 are computed in float32; under autocast the result is float32.
     """
-    check_tensor("bad_fft", "x", x)
-    return _magnitude(x)
+    return bad_fft_declared(x)
 
 
 class BadFFT(nn.Module):

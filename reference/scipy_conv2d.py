@@ -7,10 +7,11 @@ op itself and its transpose, the full convolution:
     grad_w = x correlated with g
     grad_b = the sum of g
 
-so the backward calls the op, and the op is differentiable any number of
-times. The kernel picks its algorithm by shape: shifted multiply-adds when there
-are few kernel taps (or few outputs), FFT correlation otherwise, unless the
-image's range would make the FFT less accurate than a direct sum.
+so every derivative kernel calls the array kernel, in one mode or the other. The op
+is bilinear in x and w and affine in b: its third derivatives are zero. The kernel
+picks its algorithm by shape: shifted multiply-adds when there are few kernel taps
+(or few outputs), FFT correlation otherwise, unless the image's range would make
+the FFT less accurate than a direct sum.
 """
 
 from __future__ import annotations
@@ -23,17 +24,9 @@ import torch
 from torch import Tensor, nn
 from torch.utils.flop_counter import register_flop_formula
 
-from ._boundary import (
-    FLOAT_DTYPES,
-    ArrayBackend,
-    check_image,
-    check_like,
-    check_tensor,
-    function_applier,
-    kernel_op,
-    public_op,
-    register_public_op,
-)
+from ._boundary import ArrayBackend
+from ._checks import FLOAT_DTYPES, check_image
+from ._op_factory import declare_op
 
 # Up to this many terms (kernel taps, or outputs), shifted multiply-adds beat three FFTs. A term is
 # two array operations. On NumPy one costs ~3 µs plus ~0.7 ns per output, and the FFT route ~60 µs
@@ -211,109 +204,103 @@ def _direct_sum_on_cupy(cupy):
     )
 
 
+def scipy_conv2d_forward_kernel(backend: ArrayBackend, input, weight, bias):
+    """The forward: the valid correlation, plus the bias where there is one."""
+    out = scipy_conv2d_kernel(backend, input, weight)
+    return out if bias is None else out + bias  # out has at least 2 dims, so this keeps its shape
+
+
+def scipy_conv2d_backward_kernel(backend: ArrayBackend, grad, input, weight, bias, needs_input_grad):
+    """Reverse mode: the op's transpose for the input, the input correlated with grad for the weight.
+
+    Only the gradients that are wanted: the input of a first layer needs none.
+    """
+    wants_input, wants_weight, wants_bias = needs_input_grad
+    grad_input = scipy_conv2d_kernel(backend, grad, weight, transposed=True) if wants_input else None
+    grad_weight = _weight_gradient(backend, input, grad) if wants_weight else None
+    return grad_input, grad_weight, grad.sum().reshape(bias.shape) if wants_bias else None
+
+
+def scipy_conv2d_jvp_kernel(backend: ArrayBackend, input_tangent, weight_tangent, bias_tangent, input, weight):
+    """Forward mode: the op is bilinear, so its derivative is the op itself, once per input that moves."""
+    moved = scipy_conv2d_forward_kernel(backend, input_tangent, weight, bias_tangent)
+    return moved + scipy_conv2d_kernel(backend, input, weight_tangent)
+
+
+def scipy_conv2d_curvature_kernel(backend: ArrayBackend, grad, input_direction, weight_direction):
+    """Second order: each gradient moves with the other input only; the bias's does not move."""
+    grad_input = scipy_conv2d_kernel(backend, grad, weight_direction, transposed=True)
+    return grad_input, _weight_gradient(backend, input_direction, grad), 0
+
+
+def _weight_gradient(backend, input, grad):
+    """Each image of `input` correlated with its own output gradient, summed over the leading dims to (kH, kW)."""
+    per_image = scipy_conv2d_kernel(backend, input, grad)  # grad's leading dims make one kernel per image
+    return per_image.sum(axis=tuple(range(per_image.ndim - 2)))
+
+
 # ----------------------------------------------------------------------------
-# 2. PyTorch plumbing: the custom op for the kernel, and autograd.
-#    The autograd.Function is what torch.func (grad, jacrev, jvp) needs.
+# 2. The declaration: the op's schema, its kernels, its rules.
 # ----------------------------------------------------------------------------
 
 
-def _check(input, weight, transposed=False):
-    """The op's rules, from its implementation and its fake, so that every path refuses alike."""
+def _check(input, weight, bias):
+    """The op's rules, on the arguments as the user passed them (after autocast's cast)."""
     check_image("scipy_conv2d", "input", input)
+    if weight.dim() != 2:
+        raise ValueError(f"scipy_conv2d: weight must be 2-D (kH, kW), got shape {tuple(weight.shape)}")
     check_image("scipy_conv2d", "weight", weight)
-    check_like("scipy_conv2d", "weight", weight, "input", input)
-    if not transposed and (weight.shape[-2] > input.shape[-2] or weight.shape[-1] > input.shape[-1]):
+    if weight.shape[-2] > input.shape[-2] or weight.shape[-1] > input.shape[-1]:
         raise ValueError(
             f"scipy_conv2d: weight of shape {tuple(weight.shape)} is larger than the input's "
             f"last two dims {tuple(input.shape[-2:])}; the kernel must fit inside the input"
         )
+    if bias is not None:
+        if bias.numel() != 1 or bias.dim() > 2:
+            raise ValueError(
+                f"scipy_conv2d: bias must hold one element (shape (), (1,) or (1, 1)), got shape {tuple(bias.shape)}"
+            )
 
 
-def _output(input, weight, transposed=False):
-    """The fake: the output, (..., H - kH + 1, W - kW + 1) or transposed (..., H + kH - 1, W + kW - 1), uncomputed."""
+def _output(input, weight, bias):
+    """The fake: the output, (..., H - kH + 1, W - kW + 1), uncomputed. A weight with leading dims broadcasts."""
     batch = torch.broadcast_shapes(input.shape[:-2], weight.shape[:-2])
-    grow = 1 if transposed else -1
-    height = input.shape[-2] + grow * (weight.shape[-2] - 1)
-    width = input.shape[-1] + grow * (weight.shape[-1] - 1)
-    return input.new_empty(*batch, height, width)
+    return input.new_empty(*batch, input.shape[-2] - weight.shape[-2] + 1, input.shape[-1] - weight.shape[-1] + 1)
 
 
-# The custom op, with its check, fake, vmap rule and autocast (see `kernel_op`).
-scipy_conv2d_forward_op = kernel_op(
-    f"{__package__}::scipy_conv2d_forward",
-    "(Tensor input, Tensor weight, bool transposed=False) -> Tensor",
-    scipy_conv2d_kernel,
+scipy_conv2d_declared = declare_op(
+    f"{__package__}::scipy_conv2d",
+    "(Tensor input, Tensor weight, Tensor? bias=None) -> Tensor",
+    forward=scipy_conv2d_forward_kernel,
+    backward=scipy_conv2d_backward_kernel,
+    jvp=scipy_conv2d_jvp_kernel,
+    curvature=scipy_conv2d_curvature_kernel,
+    parameters=("weight", "bias"),  # weight (kH, kW), bias one element
+    batched=True,  # the kernels broadcast over the input's leading dims
+    third_derivatives_are_zero=True,  # bilinear in input and weight, affine in bias
     check=_check,
     fake=_output,
 )
 
 
-@register_flop_formula(scipy_conv2d_forward_op.op.overloadpacket)
-def _flops(input_shape, weight_shape, transposed=False, *, out_shape, **kwargs) -> int:
-    """FLOPs as torch counts its own convolutions': a multiply and an add per kernel tap and output.
+def _correlation_flops(output_shape, weight_shape) -> int:
+    """As torch counts its own convolutions: a multiply and an add per kernel tap and output."""
+    return 2 * math.prod(output_shape) * math.prod(weight_shape[-2:])
 
-    The transpose, as torch's transposed convolutions, counts input elements instead of outputs:
-    the zeros around the input add nothing.
+
+@register_flop_formula(scipy_conv2d_declared.kernel_ops["forward"].op.overloadpacket)
+def _forward_flops(input_shape, weight_shape, bias_shape=None, *, out_shape, **kwargs) -> int:
+    return _correlation_flops(out_shape, weight_shape)  # the bias adds nothing, as in torch's count
+
+
+@register_flop_formula(scipy_conv2d_declared.kernel_ops["backward"].op.overloadpacket)
+def _backward_flops(grad_shape, input_shape, weight_shape, bias_shape, *targets, **kwargs) -> int:
+    """As torch counts a convolution's backward: each of the input's and the weight's gradients that it gives
+    (its target is a shape, not None) costs a forward. The input's, the transposed correlation, counts the
+    gradient's elements, as torch's transposed convolutions count their inputs. The bias's adds nothing.
     """
-    positions = math.prod(input_shape[-2:] if transposed else out_shape[-2:])
-    return 2 * math.prod(out_shape[:-2]) * positions * math.prod(weight_shape[-2:])
-
-
-class ScipyConv2dFunction(torch.autograd.Function):
-    """Valid cross-correlation, or its transpose, with derivatives for input and weight, to any order.
-
-    Reverse and forward. The weight may carry leading dims that broadcast against the
-    input's; the backward uses that to correlate each input with its own output gradient.
-    """
-
-    generate_vmap_rule = True
-
-    @staticmethod
-    def forward(input, weight, transposed):
-        return scipy_conv2d_forward_op(input, weight, transposed)
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        input, weight, ctx.transposed = inputs
-        # Under autocast the op ran on its inputs in float32; elsewhere these are the inputs themselves.
-        saved = (input.to(output.dtype), weight.to(output.dtype))
-        ctx.save_for_backward(*saved)
-        ctx.save_for_forward(*saved)
-
-    @staticmethod
-    def backward(ctx, grad):
-        input, weight = ctx.saved_tensors
-        # Only double backward and torch.func need the Function; the bare op saves ~25 µs a call.
-        correlate = ScipyConv2dFunction.apply if torch.is_grad_enabled() else scipy_conv2d_forward_op
-        grad_input = grad_weight = None
-        if ctx.needs_input_grad[0]:  # the op and its transpose are each other's derivative for the input
-            grad_input = correlate(grad, weight, not ctx.transposed).sum_to_size(input.shape)
-        if ctx.needs_input_grad[1]:
-            pair = (grad, input) if ctx.transposed else (input, grad)
-            grad_weight = correlate(*pair, False).sum_to_size(weight.shape)
-        return grad_input, grad_weight, None
-
-    @staticmethod
-    def jvp(ctx, input_tangent, weight_tangent, _):
-        # The op is bilinear, so its derivative in a direction is the op itself, once per input that moves.
-        input, weight = ctx.saved_tensors
-        terms = []
-        if input_tangent is not None:
-            terms.append(ScipyConv2dFunction.apply(input_tangent.to(input.dtype), weight, ctx.transposed))
-        if weight_tangent is not None:
-            terms.append(ScipyConv2dFunction.apply(input, weight_tangent.to(weight.dtype), ctx.transposed))
-        return sum(terms[1:], terms[0])
-
-
-_apply = function_applier(ScipyConv2dFunction)
-
-
-def _correlate(input, weight):
-    """The valid correlation, differentiable: what the public function and torch.ops apply."""
-    return _apply(input, weight, False)
-
-
-register_public_op(__package__, "scipy_conv2d", "(Tensor input, Tensor weight) -> Tensor", _correlate)
+    input_target, weight_target, _ = targets
+    return ((input_target is not None) + (weight_target is not None)) * _correlation_flops(grad_shape, weight_shape)
 
 
 # ----------------------------------------------------------------------------
@@ -321,7 +308,7 @@ register_public_op(__package__, "scipy_conv2d", "(Tensor input, Tensor weight) -
 # ----------------------------------------------------------------------------
 
 
-@public_op
+@scipy_conv2d_declared.public
 def scipy_conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """Valid 2-D cross-correlation of `input` (..., H, W) with `weight` (kH, kW), plus `bias`.
 
@@ -329,23 +316,7 @@ def scipy_conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> T
     tensor of shape (..., H - kH + 1, W - kW + 1) and the dtype of `input`. float16
     and bfloat16 are computed in float32; under autocast the result is float32.
     """
-    check_tensor("scipy_conv2d", "input", input)
-    check_tensor("scipy_conv2d", "weight", weight)
-    if weight.dim() != 2:
-        raise ValueError(f"scipy_conv2d: weight must be 2-D (kH, kW), got shape {tuple(weight.shape)}")
-    if bias is not None:
-        check_tensor("scipy_conv2d", "bias", bias)
-        # Autocast, which the op has on the CPU and CUDA (see `kernel_op`), casts mixed dtypes itself.
-        # Other devices (meta, for one) cannot even be asked whether it is on.
-        device_type = input.device.type
-        if not (device_type in ("cpu", "cuda") and torch.is_autocast_enabled(device_type)):
-            check_like("scipy_conv2d", "bias", bias, "input", input)
-        if bias.numel() != 1 or bias.dim() > 2:
-            raise ValueError(
-                f"scipy_conv2d: bias must hold one element (shape (), (1,) or (1, 1)), got shape {tuple(bias.shape)}"
-            )
-    out = _correlate(input, weight)
-    return out if bias is None else out + bias  # out has at least 2 dims, so this keeps its shape
+    return scipy_conv2d_declared(input, weight, bias)
 
 
 class ScipyConv2d(nn.Module):

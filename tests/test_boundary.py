@@ -10,8 +10,9 @@ import pytest
 import torch
 from conftest import needs_cuda, needs_cupy, round_trip
 
-from reference import _boundary
-from reference._boundary import batch_first, host_round_trip, kernel_op, run_kernel
+from reference import _boundary, _kernel_ops
+from reference._boundary import host_round_trip, run_kernel
+from reference._kernel_ops import all_at_once, batch_first, kernel_op
 
 
 def recording_kernel(seen: dict):
@@ -167,21 +168,16 @@ def scale_and_shift(backend, x, shift, factor):
     return x * factor + shift, x * factor - shift
 
 
-def positive_factor(x, shift, factor):
-    if factor <= 0:
-        raise ValueError(f"scale_and_shift: factor must be positive, got {factor}")
-
-
 SCALE_AND_SHIFT = kernel_op(
     "boundary_test::scale_and_shift",
     "(Tensor x, Tensor shift, float factor) -> (Tensor, Tensor)",
     scale_and_shift,
-    check=positive_factor,
+    vmap=all_at_once,
 )
 
 
 def test_kernel_op_registers_a_complete_custom_op():
-    """Two outputs, a plain float, the default (broadcast) fake, the vmap rule and the check, on every path."""
+    """Two outputs, a plain float, the default (broadcast) fake and the all-at-once vmap rule, on every path."""
     x, shift = torch.randn(3, 4), torch.randn(4)
     plus, minus = SCALE_AND_SHIFT(x, shift, 2.0)
     torch.testing.assert_close((plus, minus), (x * 2 + shift, x * 2 - shift))
@@ -190,14 +186,24 @@ def test_kernel_op_registers_a_complete_custom_op():
     assert [t.shape for t in batched] == [(5, 3, 4), (5, 3, 4)]
     compiled = torch.compile(lambda x, s: SCALE_AND_SHIFT(x, s, 2.0)[0] * 1, fullgraph=True)
     torch.testing.assert_close(compiled(x, shift), plus)
-    with pytest.raises(ValueError, match=r"^scale_and_shift: factor must be positive, got -1\.0"):
-        SCALE_AND_SHIFT(x, shift, -1.0)
-    with pytest.raises(Exception, match=r"scale_and_shift: factor must be positive, got -1\.0"):
-        torch.compile(lambda x, s: SCALE_AND_SHIFT(x, s, -1.0), fullgraph=True, dynamic=False)(x, shift)
+
+
+def normalized(backend, x):
+    return x / x.sum()
+
+
+NORMALIZED = kernel_op("boundary_test::normalized", "(Tensor x) -> Tensor", normalized)
+
+
+def test_kernel_op_runs_once_per_sample_under_vmap_by_default():
+    """A kernel that sums its whole input: broadcasting over a batch would mix the samples."""
+    x = torch.rand(3, 5, dtype=torch.float64)
+    torch.testing.assert_close(torch.func.vmap(NORMALIZED)(x), torch.stack([row / row.sum() for row in x]))
+    torch.testing.assert_close(torch.func.vmap(NORMALIZED, in_dims=1)(x.T), torch.stack([r / r.sum() for r in x]))
 
 
 def test_kernel_op_computes_for_inputs_that_require_grad_and_refuses_to_backpropagate():
-    """As an exported program calls it: values, and a clear error from .backward() instead of no gradient."""
+    """Without a Function to differentiate it: values, and a clear error from .backward() instead of no gradient."""
     x, shift = torch.randn(3, 4, requires_grad=True), torch.randn(4)
     plus, minus = SCALE_AND_SHIFT(x, shift, 2.0)
     torch.testing.assert_close((plus, minus), (x.detach() * 2 + shift, x.detach() * 2 - shift))
@@ -259,7 +265,7 @@ def dispatched():
 
 def test_kernel_op_skips_the_dispatcher_in_plain_eager_code(dispatched):
     """Also under inference mode, whichever mode the first call came from."""
-    _boundary._plain_dispatch_keys.cache_clear()
+    _kernel_ops._plain_dispatch_keys.cache_clear()
     with torch.inference_mode():
         x = torch.randn(3)
         torch.testing.assert_close(DOUBLED(x), 2 * x)
@@ -317,20 +323,20 @@ class _DoubledFunction(torch.autograd.Function):
         return 2 * grad
 
 
-_apply_doubled = _boundary.function_applier(_DoubledFunction)
+_apply_doubled = _kernel_ops.function_applier(_DoubledFunction)
 
 
 @pytest.mark.parametrize("broken", ["missing", "raises"])
 @pytest.mark.parametrize("name", _SHORTCUT_PRIVATES)
 def test_a_missing_or_changed_private_torch_name_costs_speed_not_correctness(dispatched, monkeypatch, name, broken):
     """Each call then takes the dispatcher, and an op's Function its general form: the same values and gradients."""
-    assert getattr(_boundary, name) is not None, f"this torch lacks {name}: update _boundary"
+    assert getattr(_kernel_ops, name) is not None, f"this torch lacks {name}: update _kernel_ops"
 
     def changed(*args):
         raise RuntimeError(f"{name} changed")
 
-    monkeypatch.setattr(_boundary, name, None if broken == "missing" else changed)
-    _boundary._plain_dispatch_keys.cache_clear()
+    monkeypatch.setattr(_kernel_ops, name, None if broken == "missing" else changed)
+    _kernel_ops._plain_dispatch_keys.cache_clear()
     x = torch.randn(3, requires_grad=True)
     y = _apply_doubled(x)
     torch.testing.assert_close(y, 2 * x.detach())
@@ -339,12 +345,12 @@ def test_a_missing_or_changed_private_torch_name_costs_speed_not_correctness(dis
     with torch.no_grad():
         torch.testing.assert_close(DOUBLED(x), 2 * x.detach())
     assert len(dispatched) == 2, "a call skipped the dispatcher on a broken private name"
-    _boundary._plain_dispatch_keys.cache_clear()
+    _kernel_ops._plain_dispatch_keys.cache_clear()
 
 
 def test_private_names_that_a_torch_lacks_are_none():
-    assert _boundary._private("torch._C", "_no_such_name") is None
-    assert _boundary._private("torch._no_such_module", "anything") is None
+    assert _kernel_ops._private("torch._C", "_no_such_name") is None
+    assert _kernel_ops._private("torch._no_such_module", "anything") is None
 
 
 def test_kernel_op_compiles_across_graph_breaks():

@@ -9,6 +9,8 @@ The file has two parts.
   where your op differs; each says when.
 """
 
+import inspect
+
 import numpy as np
 import pytest
 import torch
@@ -19,7 +21,7 @@ from conftest import (
     assert_seen_as_a_torch_function,
     assert_stays_on_gpu,
     assert_trains_like_native,
-    native_compile_error,
+    compiled_refusals,
     needs_cuda,
     needs_cupy,
     randn,
@@ -125,6 +127,79 @@ def test_second_derivatives_match_native(argnum, device):
     torch.testing.assert_close(rev_fwd, expected)
 
 
+def test_forward_over_reverse_and_hvp_match_native(device):
+    """Dual tensors through torch.autograd.grad, and torch.autograd.functional.hvp: the Hessian-vector product."""
+    x, weight, frequency = inputs((4, 6), (6,), device=device)
+    directions = (torch.randn_like(x), torch.randn_like(weight))
+
+    def loss(fn):
+        return lambda x, weight: fn(x, weight, frequency).pow(2).sum()
+
+    ours = torch.autograd.functional.hvp(loss(my_op), (x, weight), directions)[1]
+    torch.testing.assert_close(ours, torch.autograd.functional.hvp(loss(native), (x, weight), directions)[1])
+    forward_ad = torch.autograd.forward_ad
+    with forward_ad.dual_level():
+        dual = forward_ad.make_dual(x, directions[0])
+        ours = torch.autograd.grad(loss(my_op)(dual, weight), (x, weight))
+        theirs = torch.autograd.grad(loss(native)(dual, weight), (x, weight))
+        for a, b in zip(ours, theirs, strict=True):
+            assert forward_ad.unpack_dual(a).tangent is not None
+            torch.testing.assert_close(forward_ad.unpack_dual(a).tangent, forward_ad.unpack_dual(b).tangent)
+        # A backward over tangents: second derivatives. Within the dual level, torch would also take
+        # their tangents, which are third derivatives; after it, they are native's.
+        tangent = forward_ad.unpack_dual(my_op(dual, weight, frequency)).tangent.sum()
+        expected = forward_ad.unpack_dual(native(dual, weight, frequency)).tangent.sum()
+        with pytest.raises(RuntimeError, match="my_op: third derivatives are not supported"):
+            torch.autograd.grad(tangent, x, retain_graph=True)
+    torch.testing.assert_close(torch.autograd.grad(tangent, x), torch.autograd.grad(expected, x))
+
+
+def test_saves_what_the_backward_uses_as_native_does():
+    """The backward uses the phase, not x: an inference-mode x, or one changed in place after the forward, is fine."""
+    weight = torch.randn(6, dtype=torch.float64, requires_grad=True)
+    with torch.inference_mode():
+        x = torch.randn(4, 6, dtype=torch.float64)
+    (ours,) = torch.autograd.grad(my_op(x, weight, 0.7).sum(), weight)
+    (theirs,) = torch.autograd.grad(native(x, weight, 0.7).sum(), weight)
+    torch.testing.assert_close(ours, theirs)
+    x = torch.randn(4, 6, dtype=torch.float64)
+    expected = torch.autograd.grad(native(x, weight, 0.7).sum(), weight)
+    y = my_op(x, weight, 0.7)
+    x.add_(1.0)
+    torch.testing.assert_close(torch.autograd.grad(y.sum(), weight), expected)
+
+
+def test_check_sees_inputs_after_autocast():
+    """Under autocast, inputs of mixed float dtypes are taken, as native ops under autocast take them."""
+    x, weight = torch.randn(4, 6, dtype=torch.bfloat16), torch.randn(6)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = my_op(x, weight, 0.7)
+        y_ops = torch.ops.reference.my_op(x, weight, 0.7)
+    torch.testing.assert_close(y, native(x.float(), weight, 0.7))
+    torch.testing.assert_close(y_ops, y)
+    with pytest.raises(TypeError, match=r"^my_op: weight must have the x's dtype"):
+        my_op(x, weight, 0.7)
+
+
+def test_exported_program_backpropagates_as_native():
+    model = MyOp(6, frequency=0.5).double()
+    x = torch.randn(3, 6, dtype=torch.float64, requires_grad=True)
+    exported = torch.export.export(model, (x.detach(),)).module()
+    (ours,) = torch.autograd.grad(exported(x).pow(2).sum(), x)
+    (theirs,) = torch.autograd.grad(model(x).pow(2).sum(), x)
+    torch.testing.assert_close(ours, theirs)
+
+
+def test_torch_ops_has_the_public_signature():
+    """Names and defaults, as the public function has them."""
+    arguments = torch.ops.reference.my_op.default._schema.arguments
+    parameters = inspect.signature(my_op).parameters
+    assert [a.name for a in arguments] == list(parameters)
+    assert [a.default_value if a.has_default_value() else inspect.Parameter.empty for a in arguments] == [
+        p.default for p in parameters.values()
+    ]
+
+
 def test_third_derivatives_raise_a_clear_error(device):
     x, weight, frequency = inputs((4, 6), (6,), device=device)
     (grad,) = torch.autograd.grad(my_op(x, weight, frequency).pow(2).sum(), x, create_graph=True)
@@ -149,12 +224,19 @@ def test_opcheck(requires_grad, device):
 
 
 def test_opcheck_derivative_ops(device):
-    """The derivative ops are checked on plain tensors; their Functions differentiate them."""
+    """The derivative ops are checked on plain tensors; their Functions differentiate them.
+
+    Each takes the leading tensors, the state (x, weight, the saved phase, frequency) and the
+    shapes of the derivatives it gives.
+    """
     x, grad, x_direction = (torch.randn(3, 5, 6, device=device) for _ in range(3))
     weight, weight_direction = torch.randn(6, device=device), torch.randn(6, device=device)
-    torch.library.opcheck(torch.ops.reference.my_op_backward, (grad, x, weight, 0.7))
-    torch.library.opcheck(torch.ops.reference.my_op_jvp, (x_direction, weight_direction, x, weight, 0.7))
-    torch.library.opcheck(torch.ops.reference.my_op_curvature, (grad, x_direction, weight_direction, x, weight, 0.7))
+    state = (x, weight, 0.7 * x, 0.7)
+    torch.library.opcheck(torch.ops.reference.my_op_backward, (grad, *state, [3, 5, 6], [6]))
+    torch.library.opcheck(torch.ops.reference.my_op_backward, (grad, *state, None, [6]))
+    torch.library.opcheck(torch.ops.reference.my_op_jvp, (x_direction, weight_direction, *state, [3, 5, 6]))
+    curvature = (grad, x_direction, weight_direction, *state, [3, 5, 6], [6])
+    torch.library.opcheck(torch.ops.reference.my_op_curvature, curvature)
 
 
 def test_torch_ops_path_matches_the_function(device):
@@ -315,13 +397,13 @@ def test_bad_input(args, error, message):
 
 @pytest.mark.parametrize(("args", "error", "message"), OP_BAD_INPUT)
 def test_every_path_refuses_bad_input_alike(args, error, message):
-    """torch.ops, eager and compiled, checks what the public function checks: the op and its fake do.
+    """torch.ops, eager and compiled, checks what the public function checks: the same declared op.
 
-    Compiled, the error comes as native ops' errors do: in the exception torch.compile raises for them.
+    Compiled, the error comes in the exceptions torch.compile raises for them (see `compiled_refusals`).
     """
     with pytest.raises(error, match=f"^my_op: {message}"):
         torch.ops.reference.my_op(*args, 0.7)
-    with pytest.raises(native_compile_error(), match=f"my_op: {message}"):
+    with pytest.raises(compiled_refusals(), match=f"my_op: {message}"):
         torch.compile(torch.ops.reference.my_op, fullgraph=True, dynamic=False)(*args, 0.7)
 
 

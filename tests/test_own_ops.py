@@ -1,7 +1,8 @@
 """Ops that are not starters, written from the blank starter as its README says, pass their whole generated suite.
 
-Each replaces the four array kernels of the op module and `native` in its tests, and renames
-the hyperparameter; the plumbing, the Functions and the contract tests stay as generated.
+Each replaces the four array kernels of the op module and `native` in its tests, renames the
+hyperparameter, and drops what the blank's forward saves; the declaration and the contract tests
+stay as generated.
 """
 
 import os
@@ -114,19 +115,29 @@ def native(x, weight, scale=1.0):
 }
 
 
+# The blank's design tests that every op above drops: they test its saved phase.
+BLANK_DESIGN = {
+    "test_opcheck_derivative_ops": "the derivative ops take the saved values among their arguments",
+    "test_saves_what_the_backward_uses_as_native_does": "these ops' backward uses x itself",
+}
+
+
 def write_own_op(project: Path, op: str, spec: dict) -> None:
     """What the user does: new kernels and `native`, the hyperparameter renamed, differing design tests dropped."""
     module, tests = project / "src" / "own_ops" / f"{op}.py", project / "tests" / f"test_{op}.py"
     source = module.read_text(encoding="utf-8")
     start, end = source.index(f"def {op}_kernel("), source.index("# ---", source.index(f"def {op}_kernel("))
     source = source[:start] + spec["kernels"].format(op=op).lstrip() + "\n\n" + source[end:]
+    # Its forward saves nothing and gives one output of the broadcast shape: the blank's phase and fake go.
+    source = re.sub(r"\ndef _fake\(.*?\n\n\n", "\n", source, flags=re.DOTALL)
+    source = re.sub(r"\n    (saved|fake)=[^\n]*", "", source)
     module.write_text(source.replace("frequency", spec["hyperparameter"]), encoding="utf-8")
 
     test_source = tests.read_text(encoding="utf-8")
     start, end = test_source.index("def native("), test_source.index("def inputs(")
     test_source = test_source[:start] + spec["native"].lstrip() + "\n\n" + test_source[end:]
     test_source = test_source.replace("import pytest\n", spec["imports"] + "import pytest\n", 1)
-    for name in spec["drop"]:
+    for name in {**spec["drop"], **BLANK_DESIGN}:
         test_source = re.sub(rf"\n\n(@pytest[^\n]*\n)*def {name}\(.*?(?=\n\n\n|\Z)", "", test_source, flags=re.DOTALL)
     tests.write_text(test_source.replace("frequency", spec["hyperparameter"]), encoding="utf-8")
 

@@ -18,7 +18,7 @@ from conftest import (
     assert_seen_as_a_torch_function,
     assert_stays_on_gpu,
     assert_trains_like_native,
-    native_compile_error,
+    compiled_refusals,
     needs_cuda,
     needs_cupy,
     randn,
@@ -27,7 +27,8 @@ from conftest import (
 )
 from torch.utils.flop_counter import FlopCounterMode
 
-from reference import ScipyConv2d, ScipyConv2dFunction, scipy_conv2d
+from reference import ScipyConv2d, scipy_conv2d
+from reference._boundary import NUMPY
 
 op_module = importlib.import_module("reference.scipy_conv2d")  # the package's `scipy_conv2d` is the function
 
@@ -96,12 +97,42 @@ def test_output_owns_its_memory(device):
     assert y.untyped_storage().data_ptr() != input.untyped_storage().data_ptr()
 
 
+@pytest.mark.parametrize("with_bias", [False, True])
 @pytest.mark.parametrize("requires_grad", [False, True])
 @pytest.mark.parametrize(("shape", "kernel"), [((3, 7, 8), (2, 3)), ((6, 9), (5, 5)), ((9, 8), (8, 7))])
-def test_opcheck(shape, kernel, requires_grad, device):
-    args = (torch.randn(*shape, device=device), torch.randn(*kernel, device=device))
+def test_opcheck(shape, kernel, requires_grad, with_bias, device):
+    bias = torch.randn(1, device=device) if with_bias else None
+    args = (torch.randn(*shape, device=device), torch.randn(*kernel, device=device), bias)
     torch.library.opcheck(torch.ops.reference.scipy_conv2d_forward, args)
-    torch.library.opcheck(torch.ops.reference.scipy_conv2d, tuple(a.requires_grad_(requires_grad) for a in args))
+    args = tuple(a if a is None else a.requires_grad_(requires_grad) for a in args)
+    torch.library.opcheck(torch.ops.reference.scipy_conv2d, args)
+
+
+@pytest.mark.parametrize("with_bias", [False, True])
+@pytest.mark.parametrize(("shape", "kernel"), [((3, 7, 8), (2, 3)), ((9, 8), (8, 7))])
+def test_opcheck_derivative_ops(shape, kernel, with_bias, device):
+    """The derivative ops are checked on plain tensors; their Functions differentiate them.
+
+    Each takes the leading tensors, the state (input, weight, bias) and the shapes of the
+    derivatives it gives: None for one it does not give, and for an absent bias's.
+    """
+    input, input_direction = (torch.randn(*shape, device=device) for _ in range(2))
+    weight, weight_direction = (torch.randn(*kernel, device=device) for _ in range(2))
+    bias, bias_direction = (torch.randn(1, 1, device=device) if with_bias else None for _ in range(2))
+    out_shape = (*shape[:-2], shape[-2] - kernel[-2] + 1, shape[-1] - kernel[-1] + 1)
+    grad = torch.randn(out_shape, device=device)
+    state = (input, weight, bias)
+    bias_target = [1, 1] if with_bias else None
+    for targets in (
+        [list(shape), list(kernel), bias_target],
+        [None, list(kernel), bias_target],
+        [list(shape), None, None],
+    ):
+        torch.library.opcheck(torch.ops.reference.scipy_conv2d_backward, (grad, *state, *targets))
+        directions = (input_direction, weight_direction, bias_direction)
+        torch.library.opcheck(torch.ops.reference.scipy_conv2d_curvature, (grad, *directions, *state, *targets))
+    tangents = (input_direction, weight_direction, bias_direction)
+    torch.library.opcheck(torch.ops.reference.scipy_conv2d_jvp, (*tangents, *state, list(out_shape)))
 
 
 @pytest.mark.parametrize(("shape", "kernel"), [((6, 7), (2, 3)), ((9, 8), (5, 5))])
@@ -129,6 +160,7 @@ def test_torch_ops_path_matches_the_function(device):
     """torch.ops.reference.scipy_conv2d: values and derivatives, reverse and forward, eager and compiled."""
     op = torch.ops.reference.scipy_conv2d
     assert_matches(op, native, randn(6, 7, device=device), randn(3, 3, device=device))
+    assert_matches(op, native, randn(2, 6, 7, device=device), randn(3, 3, device=device), randn(1, device=device))
     compiled = torch.compile(lambda x, w: op(x, w) * 2, fullgraph=True)
     assert_matches(compiled, lambda x, w: native(x, w) * 2, randn(6, 7, device=device), randn(3, 3, device=device))
     input, weight = randn(6, 7, device=device).detach(), randn(3, 3, device=device).detach()
@@ -233,6 +265,11 @@ OP_BAD_INPUT = [
     ((torch.ones(4, 4), torch.ones(0, 2)), ValueError, r"weight must have H and W of at least 1, got shape \(0, 2\)"),
     ((torch.ones(4, 4), torch.ones(5, 2)), ValueError, r"weight of shape \(5, 2\) is larger than the input's"),
     ((torch.ones(4, 4), torch.ones(2, 2, dtype=F64)), TypeError, "weight must have the input's dtype torch.float32"),
+    ((torch.ones(4, 4), torch.ones(3)), ValueError, r"weight must be 2-D \(kH, kW\), got shape \(3,\)"),
+    ((torch.ones(4, 4), torch.ones(1, 2, 2)), ValueError, r"weight must be 2-D \(kH, kW\), got shape \(1, 2, 2\)"),
+    ((torch.ones(4, 4), torch.ones(2, 2), torch.ones(2)), ValueError, r"bias must hold one element .* \(2,\)"),
+    ((torch.ones(4, 4), torch.ones(2, 2), torch.ones(1, 1, 1)), ValueError, r"bias must hold one element .*"),
+    ((torch.ones(4, 4), torch.ones(2, 2), torch.ones(1, dtype=F64)), TypeError, "bias must have the input's dtype"),
 ]
 
 
@@ -241,11 +278,6 @@ OP_BAD_INPUT = [
     [
         *OP_BAD_INPUT,
         ((torch.ones(4, 4), "w"), TypeError, "weight must be a torch.Tensor, got str"),
-        ((torch.ones(4, 4), torch.ones(3)), ValueError, r"weight must be 2-D \(kH, kW\), got shape \(3,\)"),
-        ((torch.ones(4, 4), torch.ones(1, 2, 2)), ValueError, r"weight must be 2-D \(kH, kW\), got shape \(1, 2, 2\)"),
-        ((torch.ones(4, 4), torch.ones(2, 2), torch.ones(2)), ValueError, r"bias must hold one element .* \(2,\)"),
-        ((torch.ones(4, 4), torch.ones(2, 2), torch.ones(1, 1, 1)), ValueError, r"bias must hold one element .*"),
-        ((torch.ones(4, 4), torch.ones(2, 2), torch.ones(1, dtype=F64)), TypeError, "bias must have the input's dtype"),
         ((torch.ones(4, 4), torch.ones(2, 2), 1.0), TypeError, "bias must be a torch.Tensor, got float"),
         ((torch.ones(4, 4), torch.ones(2, 2, device="meta")), ValueError, "weight must be on the input's device cpu"),
         ((torch.eye(4).to_sparse(), torch.ones(2, 2)), TypeError, r"input must be a dense \(strided\) tensor, got"),
@@ -260,7 +292,7 @@ def test_bad_input(args, error, message):
 def test_every_path_refuses_bad_input_alike(args, error, message):
     with pytest.raises(error, match=f"^scipy_conv2d: {message}"):
         torch.ops.reference.scipy_conv2d(*args)
-    with pytest.raises(native_compile_error(), match=f"scipy_conv2d: {message}"):
+    with pytest.raises(compiled_refusals(), match=f"scipy_conv2d: {message}"):
         torch.compile(torch.ops.reference.scipy_conv2d, fullgraph=True, dynamic=False)(*args)
 
 
@@ -470,19 +502,39 @@ def native_transposed(input, weight):
     return out.reshape(*input.shape[:-2], *out.shape[-2:])
 
 
+def transposed(input, weight):
+    """The op's transpose, the full convolution, as the backward op gives it: the input's gradient for `input`."""
+    full = [*input.shape[:-2], input.shape[-2] + weight.shape[-2] - 1, input.shape[-1] + weight.shape[-1] - 1]
+    (out,) = torch.ops.reference.scipy_conv2d_backward(input, input.new_zeros(full), weight, None, full, None, None)
+    return out
+
+
 @pytest.mark.parametrize(("shape", "kernel"), [((6, 5), (3, 2)), ((2, 2), (8, 7)), ((2, 3, 16, 15), (8, 9))])
 def test_transposed_op_is_the_full_convolution(shape, kernel, device):
-    """The input's gradient: native's transposed convolution, by taps, by outputs and by FFT."""
+    """The input's gradient: native's transposed convolution, by taps, by outputs and by FFT.
+
+    As the array kernel gives it, as the backward op does, and differentiated in reverse and
+    forward mode, as the op's Backward Function differentiates it (double backward).
+    """
     input, weight = randn(*shape, device=device), randn(*kernel, device=device)
+    expected = native_transposed(input, weight)
+    input_array, weight_array = input.detach().cpu().numpy(), weight.detach().cpu().numpy()
+    host = op_module.scipy_conv2d_kernel(NUMPY, input_array, weight_array, transposed=True)
+    torch.testing.assert_close(torch.from_numpy(host), expected.detach().cpu())
+    torch.testing.assert_close(transposed(input.detach(), weight.detach()), expected.detach())
+    full = [*shape[:-2], shape[-2] + kernel[-2] - 1, shape[-1] + kernel[-1] - 1]
+    point = torch.zeros(full, dtype=input.dtype, device=device)  # where the op is linearised: any input of its shape
+    args = (input.detach(), point, weight.detach(), None, full, None, None)
+    torch.library.opcheck(torch.ops.reference.scipy_conv2d_backward, args)
+    point.requires_grad_()
 
-    def transposed(input, weight):
-        return torch.ops.reference.scipy_conv2d_forward(input, weight, True)
+    def input_gradient(grad, weight):
+        return torch.autograd.grad(scipy_conv2d(point, weight), point, grad, create_graph=True)[0]
 
-    torch.testing.assert_close(transposed(input, weight), native_transposed(input, weight))
-    torch.library.opcheck(torch.ops.reference.scipy_conv2d_forward, (input.detach(), weight.detach(), True))
-    assert torch.autograd.gradcheck(
-        lambda x, w: ScipyConv2dFunction.apply(x, w, True), (input, weight), check_forward_ad=True
-    )
+    torch.testing.assert_close(input_gradient(input, weight), expected)
+    # The FFT case's full Jacobians (1440 by 3174) would take most of a minute: it checks random projections.
+    fast = input.numel() > 100
+    assert torch.autograd.gradcheck(input_gradient, (input, weight), check_forward_ad=True, fast_mode=fast)
 
 
 FLOP_CASES = [((16, 16), (3, 3)), ((2, 16, 16), (3, 3)), ((3, 2, 12, 17), (4, 6)), ((2, 20, 19), (9, 8))]
@@ -512,12 +564,19 @@ def test_flop_counts_match_native(shape, kernel, backward, device):
     assert flops(step(scipy_conv2d), *inputs) == flops(step(native), *inputs) > 0
 
 
-def test_flop_counts_of_the_kernel_op_with_leading_weight_dims():
-    """A weight with leading dims, as vmap and the backward give the op: one native output channel per kernel."""
+def test_flop_counts_of_the_kernel_ops():
+    """The forward op, given a weight with leading dims, counts one native output channel per kernel; the
+    backward op counts the gradients it gives, as native's convolution_backward counts those it is asked for."""
     input, weight = torch.randn(3, 1, 12, 11), torch.randn(1, 4, 5, 6)
-    op = torch.ops.reference.scipy_conv2d_forward
-    assert flops(op, input, weight) == flops(F.conv2d, input, weight.transpose(0, 1))
-    assert flops(op, input, weight, True) == flops(F.conv_transpose2d, input, weight)
+    assert flops(torch.ops.reference.scipy_conv2d_forward, input, weight, None) == flops(
+        F.conv2d, input, weight.transpose(0, 1)
+    )
+    input, weight, bias, grad = torch.randn(3, 12, 11), torch.randn(5, 6), torch.randn(1), torch.randn(3, 8, 6)
+    for wanted in ([True, False], [False, True], [True, True]):
+        targets = [list(input.shape) if wanted[0] else None, list(weight.shape) if wanted[1] else None, [1]]
+        ours = flops(torch.ops.reference.scipy_conv2d_backward, grad, input, weight, bias, *targets)
+        native_args = (grad[:, None], input[:, None], weight[None, None], [1], [1, 1], [0, 0], [1, 1], False, [0, 0], 1)
+        assert ours == flops(torch.ops.aten.convolution_backward, *native_args, [*wanted, True]) > 0
 
 
 @pytest.fixture
@@ -596,5 +655,5 @@ def test_an_outlier_stays_in_the_windows_that_hold_it(dtype, outlier, device):
     (theirs,) = torch.autograd.grad(expected, weight, grad)
     assert_close(ours[1:, 1:], theirs[1:, 1:])
     input, weight = input.detach(), weight.detach()
-    transposed = torch.ops.reference.scipy_conv2d_forward(input, weight, True)
-    assert_close(transposed[..., 10:, 10:], baseline(native_transposed)(input, weight)[..., 10:, 10:])
+    full = transposed(input, weight)
+    assert_close(full[..., 10:, 10:], baseline(native_transposed)(input, weight)[..., 10:, 10:])

@@ -80,10 +80,14 @@ def test_renders_the_expected_tree(project):
         "pyproject.toml",
         "src/acme_ops/__init__.py",
         "src/acme_ops/_boundary.py",
+        "src/acme_ops/_checks.py",
+        "src/acme_ops/_kernel_ops.py",
+        "src/acme_ops/_op_factory.py",
         f"src/acme_ops/{op}.py",
         "src/acme_ops/py.typed",
         "tests/conftest.py",
         "tests/test_boundary.py",
+        "tests/test_op_factory.py",
         f"tests/test_{op}.py",
     }
 
@@ -193,9 +197,13 @@ def test_op_files_are_the_reference_files(starter, tmp_path):
     pairs = {
         f"src/reference/{op}.py": f"reference/{op}.py",
         "src/reference/_boundary.py": "reference/_boundary.py",
+        "src/reference/_checks.py": "reference/_checks.py",
+        "src/reference/_kernel_ops.py": "reference/_kernel_ops.py",
+        "src/reference/_op_factory.py": "reference/_op_factory.py",
         f"tests/test_{op}.py": f"tests/test_{op}.py",
         "tests/conftest.py": "tests/conftest.py",
         "tests/test_boundary.py": "tests/test_boundary.py",
+        "tests/test_op_factory.py": "tests/test_op_factory.py",
         f"benchmarks/bench_{op}.py": f"benchmarks/bench_{op}.py",
         "benchmarks/compare.py": "benchmarks/compare.py",
     }
@@ -427,9 +435,7 @@ def test_a_second_op_joins_a_project_and_both_suites_pass(tmp_path):
     exports = "import acme_ops; print(sorted(acme_ops.__all__))"
     assert run(sys.executable, "-c", exports, cwd=tmp_path, env=env).stdout.split() == [
         "['AcmeConv2d',",
-        "'AcmeConv2dFunction',",
         "'AcmeSecond',",
-        "'AcmeSecondFunction',",
         "'acme_conv2d',",
         "'acme_second']",
     ]

@@ -2,12 +2,10 @@
 
 from .{{ cookiecutter.op_name }} import (
     {{ cookiecutter.class_name }},
-    {{ cookiecutter.class_name }}Function,
     {{ cookiecutter.op_name }},
 )
 
 __all__ = [
     "{{ cookiecutter.class_name }}",
-    "{{ cookiecutter.class_name }}Function",
     "{{ cookiecutter.op_name }}",
 ]

@@ -1,0 +1,896 @@
+"""The op factory: from an op's declaration (its schema and array kernels) to a PyTorch op.
+
+An op module writes its array kernels and declares the op once:
+
+    my_op_declared = declare_op(
+        f"{__package__}::my_op",
+        "(Tensor x, Tensor weight, float frequency=1.0) -> Tensor",
+        forward=my_op_kernel,
+        backward=my_op_backward_kernel,  # optional, as are jvp and curvature
+        ...
+    )
+
+`declare_op` makes each kernel a kernel op (`_kernel_ops.kernel_op`), ties them together in
+autograd.Functions for reverse mode, forward mode and second order, and registers
+torch.ops.<namespace>.<name> with the declared schema. Calling the declared op (the public
+function does) binds the defaults, takes each argument as its schema type says, applies
+autocast's policy, runs the op's `check`, and applies its Function.
+
+Kernels get what they name. After `backend`, each parameter names one of:
+- an argument of the schema (a tensor, or a plain value: float, int, int[], bool, str);
+- a value the forward saved for the derivatives (`saved=`: the forward kernel returns it
+  after the outputs);
+- `grad` (one output) or `grad_<output>` (several): the gradient of an output;
+- `<input>_tangent` (jvp) or `<input>_direction` (curvature): how an input moves;
+- `needs_input_grad` (backward, curvature): one bool per tensor input, whether its gradient is
+  wanted, as ctx.needs_input_grad: a kernel may skip the others, and return None for them.
+The forward returns the outputs, then the saved values. `backward` and `curvature` return one
+gradient per tensor input, in order (None for one that has none, such as an index); a
+gradient may keep dims that its input was broadcast over, which are summed. `jvp` returns
+one tangent per output (None for an index).
+
+The Functions save what the derivative kernels name, and the inputs that require grad,
+which higher derivatives connect to. A derivative kernel left out is left out: whatever
+needs it raises one error that names the op, the kernel and what it gives.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch.autograd import forward_ad
+
+from ._boundary import ArrayBackend, Kernel
+from ._checks import check_tensors, schema_taker
+from ._kernel_ops import (
+    _libraries,
+    _outside_torch_func,
+    _plain_eager_call,
+    _private,
+    batch_expanded,
+    batch_first,
+    function_applier,
+    kernel_op,
+    once_per_sample,
+    public_op,
+)
+
+# What each derivative kernel gives, for the errors of an op that leaves it out.
+_GIVES = {
+    "backward": "reverse-mode derivatives (backward, torch.autograd.grad, torch.func.grad, jacrev, vjp)",
+    "jvp": "forward-mode derivatives (torch.func.jvp, jacfwd, dual tensors) and double backward",
+    "curvature": "second derivatives (double backward, hessian, hvp)",
+}
+
+
+@dataclass(frozen=True)
+class _Argument:
+    name: str
+    type: str  # as torch prints it: "Tensor", "Optional[Tensor]", "float", "List[int]", ...
+    default: Any
+    has_default: bool
+
+    @property
+    def is_tensor(self) -> bool:
+        return self.type in ("Tensor", "Optional[Tensor]")
+
+    @property
+    def kernel_type(self) -> str:
+        """The type as a kernel op's schema spells it."""
+        optional = self.type.startswith("Optional[")
+        inner = self.type[len("Optional[") : -1] if optional else self.type
+        spelled = {"List[int]": "SymInt[]", "int": "SymInt"}.get(inner, inner)
+        return spelled + ("?" if optional else "")
+
+
+class DeclaredOp:
+    """An op built from its declaration: call it as the public function does.
+
+    Attributes: `name` ("my_op"), `qualname` ("package::my_op"), `schema`, `function`
+    (the op's autograd.Function), `kernel_ops` (name -> the function that calls the kernel
+    op; its `op` attribute is torch.ops.<namespace>.<name>_<kernel>), `op` (the public
+    torch.ops.<namespace>.<name>).
+    """
+
+    def __init__(self, qualname, schema, *, forward, backward, jvp, curvature, saved, parameters, batched,
+                 third_derivatives_are_zero, check, fake):  # fmt: skip
+        self.qualname, self.schema = qualname, schema
+        self.namespace, self.name = qualname.split("::")
+        parsed = torch._C.parse_schema(self.name + schema)
+        self.arguments = tuple(
+            _Argument(a.name, str(a.type), a.default_value if a.has_default_value() else None, a.has_default_value())
+            for a in parsed.arguments
+        )
+        self.outputs = tuple(r.name or "result" for r in parsed.returns)
+        if len(self.outputs) > 1 and not all(r.name for r in parsed.returns):
+            raise ValueError(f"{self.name}: name every output of an op with several, as in -> (Tensor a, Tensor b)")
+        self._takers = tuple(schema_taker(self.name, a.name, a.type) for a in self.arguments)
+        self.saved = tuple(saved)
+        self.tensors = tuple(a.name for a in self.arguments if a.is_tensor)
+        self.plain = tuple(a for a in self.arguments if not a.is_tensor)
+        self.parameters = tuple(parameters)
+        self.data = frozenset(self.tensors) - frozenset(self.parameters)
+        self.check = check
+        self.third_derivatives_are_zero = third_derivatives_are_zero
+        self.grad_names = ("grad",) if len(self.outputs) == 1 else tuple(f"grad_{o}" for o in self.outputs)
+        unknown = set(self.parameters) - set(self.tensors)
+        if unknown:
+            raise ValueError(f"{self.name}: parameters {sorted(unknown)} are not tensor arguments")
+
+        # The state every derivative kernel op takes: the tensor inputs, the saved values, the plain arguments.
+        state = [f"Tensor? {n}" for n in (*self.tensors, *self.saved)]
+        state += [f"{a.kernel_type} {a.name}" for a in self.plain]
+        self._state_names = (*self.tensors, *self.saved, *(a.name for a in self.plain))
+        returns = ", ".join(["Tensor"] * (len(self.outputs) + len(self.saved)))
+        forward_schema = ", ".join(f"{a.kernel_type} {a.name}" for a in self.arguments)
+        leading = {
+            "backward": [*self.grad_names],
+            "jvp": [f"{n}_tangent" for n in self.tensors],
+            "curvature": [*self.grad_names, *(f"{n}_direction" for n in self.tensors)],
+        }
+        targets = {
+            "backward": [f"{n}_target" for n in self.tensors],
+            "jvp": [f"{o}_target" for o in self.outputs],
+            "curvature": [f"{n}_target" for n in self.tensors],
+        }
+        kernels = {"backward": backward, "jvp": jvp, "curvature": curvature}
+        self.roles = tuple(role for role, kernel in kernels.items() if kernel is not None)
+        self.needs = set()  # the names of state that some derivative kernel takes
+        self.input_names = {"forward": tuple(a.name for a in self.arguments)}  # of each kernel op and Function
+        self.kernel_ops = {
+            "forward": kernel_op(
+                f"{qualname}_forward",
+                f"({forward_schema}) -> " + (f"({returns})" if "," in returns else returns),
+                _forward_kernel(forward, self),
+                fake=fake,
+                vmap=self._forward_vmap if batched else None,
+            )
+        }
+        for role in self.roles:
+            kernel = kernels[role]
+            names = (*leading[role], *self._state_names, *targets[role])
+            self.input_names[role] = names
+            _check_kernel_names(self.name, role, kernel, names)
+            self.needs.update(set(_kernel_arguments(kernel)) & set(self._state_names))
+            schema_args = [f"Tensor? {n}" for n in leading[role]] + state + [f"SymInt[]? {t}" for t in targets[role]]
+            self.kernel_ops[role] = kernel_op(
+                f"{qualname}_{role}",
+                f"({', '.join(schema_args)}) -> Tensor[]",
+                _derivative_kernel(kernel, self, role, names, len(targets[role])),
+                fake=functools.partial(_derivative_fake, len(targets[role])),
+                vmap=functools.partial(_derivative_vmap, self, role) if batched and not parameters else None,
+            )
+        self.n_outputs, self.n_tensors, self.n_grads = len(self.outputs), len(self.tensors), len(self.grad_names)
+        self.n_state = len(self._state_names)
+        self.n_targets = {role: len(names) for role, names in targets.items()}
+        # Per tensor argument of each derivative kernel op: whether it is shaped like an input
+        # (a tensor input, its tangent or direction) rather than like an output (a gradient, a saved value).
+        inputs_then_saved = (True,) * len(self.tensors) + (False,) * len(self.saved) + (None,) * len(self.plain)
+        self.like_inputs = {
+            "backward": (False,) * len(self.grad_names) + inputs_then_saved,
+            "jvp": (True,) * len(self.tensors) + inputs_then_saved,
+            "curvature": (False,) * len(self.grad_names) + (True,) * len(self.tensors) + inputs_then_saved,
+        }
+        self.tensor_positions = tuple(i for i, a in enumerate(self.arguments) if a.is_tensor)
+        self.plain_positions = tuple(i for i, a in enumerate(self.arguments) if not a.is_tensor)
+        self.function = _make_functions(self)
+        self._apply = function_applier(self.function)
+        self.op = _register_public(self)
+
+    def _forward_vmap(self, op, info, in_dims, *args):
+        """vmap's rule for a batched forward: all at once, unless a parameter is vmapped.
+
+        Kernels get each parameter in its own shape, so only data moves its batch dims to the front.
+        """
+        is_parameter = [a.name in self.parameters for a in self.arguments]
+        if any(p and d is not None for p, d in zip(is_parameter, in_dims, strict=True)):
+            return once_per_sample(op, info, in_dims, *args)
+        data = batch_first(
+            tuple(None if p else a for a, p in zip(args, is_parameter, strict=True)),
+            tuple(None if p else d for d, p in zip(in_dims, is_parameter, strict=True)),
+        )
+        return batch_expanded(info, op(*(a if p else x for a, x, p in zip(args, data, is_parameter, strict=True))))
+
+    def __call__(self, *args, **kwargs):
+        """The op on the user's arguments, as the public function and torch.ops call it."""
+        args = self.bind(args, kwargs)
+        args = _autocast(args)
+        tensors = [(a.name, t) for a, t in zip(self.arguments, args, strict=True) if isinstance(t, torch.Tensor)]
+        if tensors:
+            check_tensors(self.name, tensors, self.data)
+        if self.check is not None:
+            self.check(*args)
+        # Where no derivative can be asked for (plain eager code, no input that requires grad),
+        # the Function would only call the forward: call it directly.
+        if not torch.compiler.is_compiling() and _plain_eager_call(args):
+            return self._public(self.kernel_ops["forward"](*args))
+        return self._public(self._apply(*args))
+
+    def bind(self, args, kwargs) -> tuple:
+        """Every argument by position, each taken as its schema type says, defaults filled in."""
+        if len(args) > len(self.arguments):
+            raise TypeError(f"{self.name}() takes {len(self.arguments)} arguments, got {len(args)}")
+        bound = []
+        for i, (a, take) in enumerate(zip(self.arguments, self._takers, strict=True)):
+            if i < len(args):
+                value = args[i]
+            elif a.name in kwargs:
+                value = kwargs.pop(a.name)
+            elif a.has_default:
+                value = a.default
+            else:
+                raise TypeError(f"{self.name}() missing argument {a.name!r}")
+            bound.append(take(self.name, a.name, value))
+        if kwargs:
+            raise TypeError(f"{self.name}() got an unexpected argument {next(iter(kwargs))!r}")
+        return tuple(bound)
+
+    def _public(self, results):
+        """The public outputs of the Function's: the saved values stay behind."""
+        if not isinstance(results, tuple):
+            return results
+        public = results[: len(self.outputs)]
+        return public[0] if len(public) == 1 else public
+
+    def public(self, function: Callable[..., Any]) -> Callable[..., Any]:
+        """Decorates the op's public function: its signature must be the schema's, defaults included."""
+        expected = [(a.name, a.default if a.has_default else inspect.Parameter.empty) for a in self.arguments]
+        parameters = inspect.signature(function).parameters.values()
+        got = [(p.name, p.default) for p in parameters]
+        if [(n, _normal(d)) for n, d in got] != [(n, _normal(d)) for n, d in expected]:
+            raise TypeError(f"{function.__name__}'s arguments {got} are not the schema's {expected}")
+        return public_op(function)
+
+
+def _normal(default):
+    return list(default) if isinstance(default, tuple) else default
+
+
+def declare_op(
+    qualname: str,
+    schema: str,
+    *,
+    forward: Kernel,
+    backward: Kernel | None = None,
+    jvp: Kernel | None = None,
+    curvature: Kernel | None = None,
+    saved: tuple[str, ...] = (),
+    parameters: tuple[str, ...] = (),
+    batched: bool = False,
+    third_derivatives_are_zero: bool = False,
+    check: Callable[..., None] | None = None,
+    fake: Callable[..., Any] | None = None,
+) -> DeclaredOp:
+    """Declares the op `qualname` ("namespace::name") with `schema`, its public signature, and its kernels.
+
+    - `forward`, `backward`, `jvp`, `curvature`: the array kernels (see the module's docstring).
+      `backward` is what training needs; the others are optional.
+    - `saved`: names of the values the forward returns after the outputs, for the derivatives.
+    - `parameters`: tensor arguments with a shape of their own (filter taps, a matrix), which
+      kernels always get in that shape. The other tensors are data, whose leading dims are
+      batch dims; data tensors broadcast with each other.
+    - `batched`: the kernels treat data's leading dims as batch dims, so vmap calls them once
+      for the whole batch. Without it, vmap calls them once per sample, which is right for
+      any kernel (one that sums over its whole input, say).
+    - `third_derivatives_are_zero`: the op is quadratic in its inputs (a bilinear op, such
+      as a convolution with a learnable kernel): third derivatives need no kernel.
+    - `check(*args)`: raises on bad input, beyond the rules every op shares (`check_tensors`:
+      float tensors of one dtype and device, data that broadcasts). It sees the arguments as
+      the user passed them (under vmap, each sample's shape), after autocast.
+    - `fake(*args)`: the outputs and saved values as empty tensors, where they are not the
+      broadcast shape of the tensor arguments (in the first's dtype).
+    """
+    return DeclaredOp(
+        qualname, schema, forward=forward, backward=backward, jvp=jvp, curvature=curvature, saved=saved,
+        parameters=parameters, batched=batched, third_derivatives_are_zero=third_derivatives_are_zero,
+        check=check, fake=fake,
+    )  # fmt: skip
+
+
+def _check_kernel_names(op: str, role: str, kernel: Kernel, names) -> None:
+    known = [n for n in names if not n.endswith("_target")]
+    if role != "jvp":  # which gradients are wanted, one bool per tensor input, as ctx.needs_input_grad
+        known.append("needs_input_grad")
+    unknown = [n for n in _kernel_arguments(kernel) if n not in known]
+    if unknown:
+        raise TypeError(f"{op}: the {role} kernel {kernel.__name__} takes {unknown}, which are none of {known}")
+
+
+def _kernel_arguments(kernel: Kernel) -> list[str]:
+    return list(inspect.signature(kernel).parameters)[1:]
+
+
+# ----------------------------------------------------------------------------
+# Kernels as the kernel ops call them
+# ----------------------------------------------------------------------------
+
+
+def _forward_kernel(forward: Kernel, declared: DeclaredOp) -> Kernel:
+    count = len(declared.outputs) + len(declared.saved)
+
+    @functools.wraps(forward)
+    def run(backend: ArrayBackend, *args):
+        results = forward(backend, *args)
+        if count > 1 and (not isinstance(results, (tuple, list)) or len(results) != count):
+            names = [*declared.outputs, *declared.saved]
+            raise TypeError(f"{forward.__name__} must return {count} arrays ({', '.join(names)})")
+        return results
+
+    return run
+
+
+def _derivative_kernel(kernel: Kernel, declared: DeclaredOp, role: str, names, n_targets: int) -> Kernel:
+    """`kernel` as its kernel op calls it: by position, its results fitted to their targets' shapes."""
+    wanted = _kernel_arguments(kernel)
+    per = "output" if role == "jvp" else "tensor input"
+    result_names = declared.outputs if role == "jvp" else declared.tensors
+
+    @functools.wraps(kernel)
+    def run(backend: ArrayBackend, *args):
+        named = dict(zip(names, args, strict=True))
+        named["needs_input_grad"] = tuple(target is not None for target in args[len(args) - n_targets :])
+        results = kernel(backend, *[named[n] for n in wanted])
+        if n_targets == 1:
+            results = (results,)
+        if not isinstance(results, (tuple, list)) or len(results) != n_targets:
+            raise TypeError(f"{kernel.__name__} must return {n_targets} arrays or None, one per {per}")
+        dtype = next(a.dtype for a in args if isinstance(a, backend.xp.ndarray))
+        fitted = []
+        for name, result, target in zip(result_names, results, args[len(args) - n_targets :], strict=True):
+            if target is None:
+                continue
+            if result is None:
+                raise TypeError(f"{kernel.__name__} returned None for {name}, whose derivative is needed")
+            fitted.append(_fitted(backend.xp, kernel, name, result, tuple(target), role != "jvp").astype(dtype))
+        return fitted
+
+    return run
+
+
+def _fitted(xp, kernel: Kernel, name: str, array, shape: tuple[int, ...], may_sum: bool):
+    """`array` in `shape`: dims it has beyond the shape's (or of size > 1 where the shape has 1)
+    summed where `may_sum` (a gradient of a broadcast input), size-1 dims broadcast."""
+    array = xp.asarray(array)
+    if array.shape == shape:
+        return array
+    if may_sum:
+        extra = array.ndim - len(shape)
+        if extra > 0:
+            array = array.sum(axis=tuple(range(extra)))
+        if array.ndim == len(shape):
+            ones = tuple(i for i, (a, s) in enumerate(zip(array.shape, shape, strict=True)) if s == 1 and a != 1)
+            array = array.sum(axis=ones, keepdims=True) if ones else array
+        if array.shape == shape:
+            return array
+    try:
+        return xp.broadcast_to(array, shape)
+    except ValueError:
+        raise ValueError(
+            f"{kernel.__name__} returned shape {tuple(array.shape)} for {name}, which needs shape {shape}"
+        ) from None
+
+
+def _derivative_vmap(declared: DeclaredOp, role: str, op, info, in_dims, *args):
+    """vmap's rule for a derivative kernel op of a batched op without parameters: all at once where it can.
+
+    The kernel sees the batch in front of dims lined up as `batch_first` lines them up: from the
+    right, as data broadcasts. That is right for the inputs and their tangents, and for anything
+    shaped like an output (gradients, saved values, the targets of a jvp) only where it has as many
+    dims as the broadcast inputs; a reduction's outputs have fewer, and run once per sample.
+    """
+    n_targets = declared.n_targets[role]
+    tensors, targets = args[: len(args) - n_targets], args[len(args) - n_targets :]
+    logical = [
+        t.dim() - (d is not None) if isinstance(t, torch.Tensor) else None
+        for t, d in zip(tensors, in_dims[: len(tensors)], strict=True)
+    ]
+    like_inputs = declared.like_inputs[role]
+    ndim = max((n for n, is_input in zip(logical, like_inputs, strict=True) if n is not None and is_input), default=0)
+    output_ndims = [n for n, is_input in zip(logical, like_inputs, strict=True) if n is not None and not is_input]
+    if role == "jvp":
+        output_ndims += [len(t) for t in targets if t is not None]
+    if any(n != ndim for n in output_ndims):
+        return once_per_sample(op, info, in_dims, *args)
+    lined_up = batch_first(tensors, in_dims[: len(tensors)])
+    batch = info.batch_size
+    padded = [None if t is None else [batch, *([1] * (ndim - len(t))), *t] for t in targets]
+    results = op(*lined_up, *padded)
+    shapes = [t for t in targets if t is not None]
+    return [r.reshape(batch, *s) for r, s in zip(results, shapes, strict=True)], [0] * len(shapes)
+
+
+def _derivative_fake(n_targets: int, *args):
+    leading = next(a for a in args if isinstance(a, torch.Tensor))
+    return [leading.new_empty(target) for target in args[len(args) - n_targets :] if target is not None]
+
+
+# ----------------------------------------------------------------------------
+# The public op
+# ----------------------------------------------------------------------------
+
+
+def _autocast(args: tuple) -> tuple:
+    """Autocast's policy for the op, applied before its check: float tensors in float32.
+
+    That is autocast's policy for native ops that need the precision, such as the FFTs.
+    """
+    device = next((a.device.type for a in args if isinstance(a, torch.Tensor)), None)
+    if device not in ("cpu", "cuda") or not torch.is_autocast_enabled(device):
+        return args
+    return tuple(a.float() if isinstance(a, torch.Tensor) and a.is_floating_point() else a for a in args)
+
+
+def _register_public(declared: DeclaredOp):
+    """torch.ops.<namespace>.<name>: the declared op for every caller, eager, compiled and exported.
+
+    torch.func's derivative transforms cannot reach an autograd.Function inside an operator
+    (pytorch/pytorch#168393): there it refuses, rather than return the zero tangents that a
+    custom op's own autograd would give. Under vmap alone, torch runs it once per sample.
+    """
+
+    def through_the_dispatcher(*args):
+        if torch._C._are_functorch_transforms_active():
+            raise RuntimeError(
+                f"torch.ops.{declared.namespace}.{declared.name} does not run under torch.func transforms (grad, "
+                f"jacrev, jvp, ...); call {declared.namespace}.{declared.name}, which supports them all"
+            )
+        # The dispatcher leaves out trailing arguments equal to their defaults: bind puts them back.
+        return declared(*args)
+
+    library = torch.library.Library(declared.namespace, "FRAGMENT")
+    library.define(declared.name + declared.schema)
+    library.impl(declared.name, through_the_dispatcher, "CompositeImplicitAutograd")
+    _libraries.append(library)
+    return getattr(getattr(torch.ops, declared.namespace), declared.name).default
+
+
+# ----------------------------------------------------------------------------
+# The autograd.Functions
+# ----------------------------------------------------------------------------
+
+
+def _save(ctx, values) -> None:
+    """Keeps `values` for the derivatives: tensors as saved tensors (for both modes), the rest as they are."""
+    tensors, slots = [], []
+    for v in values:
+        if isinstance(v, torch.Tensor):
+            # An inference tensor cannot be saved; a copy made outside inference mode can. (Compiled
+            # code has none: torch.compile cannot trace is_inference.)
+            inference = not torch.compiler.is_compiling() and v.is_inference()
+            tensors.append(v.clone() if inference else v)
+            slots.append(None)
+        else:
+            slots.append((v,))
+    ctx.save_for_backward(*tensors)
+    ctx.save_for_forward(*tensors)
+    ctx.slots = slots
+
+
+def _restored(ctx) -> list:
+    tensors = iter(ctx.saved_tensors)
+    return [next(tensors) if slot is None else slot[0] for slot in ctx.slots]
+
+
+_will_engine_execute_node = getattr(torch._C, "_will_engine_execute_node", None)
+
+
+def _needed(ctx, index: int) -> bool:
+    """Whether this backward pass uses the gradient of the Function's input `index`.
+
+    needs_input_grad says whether the input requires grad; torch.autograd.grad(outputs,
+    inputs) may still leave its gradient unused (torch.autograd.functional.hvp does), and
+    then a derivative that the op lacks must not raise.
+    """
+    if not ctx.needs_input_grad[index]:
+        return False
+    try:
+        node = ctx.next_functions[index][0]
+        return node is None or _will_engine_execute_node(node)
+    except Exception:  # a private name missing or changed: count the gradient as used
+        return True
+
+
+def _recording() -> bool:
+    """Whether a derivative must be a Function, to be differentiated again: in reverse mode (a graph is
+    being recorded), in forward mode (a dual level is open), or by torch.func."""
+    try:
+        return torch.is_grad_enabled() or forward_ad._current_level >= 0 or not _outside_torch_func()
+    except Exception:  # torch's private level counter missing or changed: the Function is always right
+        return True
+
+
+class _Shape(tuple):
+    """A derivative's shape, as a Function's input: one value, where torch.func would see a tuple of ints."""
+
+
+class _Unkept:
+    """A tensor input the derivatives do not keep (no kernel takes it, and it needs no gradient):
+    kernel ops get None, and a tangent or direction of it is zeros of its shape."""
+
+    def __init__(self, meta):
+        self.meta = meta
+
+
+def _meta(t):
+    """What it takes to make zeros in place of `t`: for an input or output with no tangent or gradient."""
+    return (_Shape(t.shape), t.dtype, t.device) if isinstance(t, torch.Tensor) and t.dtype.is_floating_point else None
+
+
+def _filled(values, metas) -> list:
+    """`values` with zeros for the Nones that stand for a float tensor's zero tangent or gradient."""
+    return [
+        torch.zeros(m[0], dtype=m[1], device=m[2]) if v is None and m is not None else v
+        for v, m in zip(values, metas, strict=True)
+    ]
+
+
+def _kernel_state(state) -> list:
+    return [None if isinstance(v, _Unkept) else v for v in state]
+
+
+def _kernel_targets(targets) -> list:
+    return [None if t is None else list(t) for t in targets]
+
+
+def _spread(results, targets) -> list:
+    """One entry per target: the next result where the target is set, else None."""
+    results = iter(results)
+    return [None if t is None else next(results) for t in targets]
+
+
+def _present(values, targets) -> tuple:
+    """The entries whose targets are set: a derivative Function's outputs."""
+    return tuple(v for v, t in zip(values, targets, strict=True) if t is not None)
+
+
+def _sum(a: list, b: list) -> list:
+    return [y if x is None else x if y is None else x + y for x, y in zip(a, b, strict=True)]
+
+
+# Each declared op by its qualname. The Functions look their op up here, by a string: torch.compile
+# traces them, and reads a module's globals where it could not read an object held in a closure.
+_DECLARED: dict[str, DeclaredOp] = {}
+
+
+def _call(d: DeclaredOp, role: str, leading, state, targets, needed_for: str) -> list:
+    """Kernel op `role`, as its Function where it will be differentiated again: one entry per target."""
+    if role not in d.kernel_ops:
+        raise _missing(d, role, needed_for)
+    if _recording():
+        results = d.appliers[role](*leading, *state, *targets)
+    else:
+        results = d.kernel_ops[role](*leading, *_kernel_state(state), *_kernel_targets(targets))
+    return _spread(results, targets)
+
+
+def _inputs_meta(d: DeclaredOp, state) -> list:
+    return [t.meta if isinstance(t, _Unkept) else _meta(t) for t in state[: d.n_tensors]]
+
+
+def _targets(d: DeclaredOp, wanted, state) -> list:
+    return [m[0] if w and m is not None else None for w, m in zip(wanted, _inputs_meta(d, state), strict=True)]
+
+
+def _backward(d: DeclaredOp, grads, state, wanted, needed_for: str) -> list:
+    """B(g): per tensor input, its gradient where `wanted`."""
+    targets = _targets(d, wanted, state)
+    if not any(t is not None for t in targets):
+        return [None] * d.n_tensors
+    return _call(d, "backward", grads, state, targets, needed_for)
+
+
+def _curvature(d: DeclaredOp, grads, directions, state, wanted, needed_for: str) -> list:
+    """C(g, d): per tensor input, how its gradient moves with the inputs, where `wanted`."""
+    targets = _targets(d, wanted, state)
+    if not any(t is not None for t in targets):
+        return [None] * d.n_tensors
+    directions = _filled(directions, _inputs_meta(d, state))
+    return _call(d, "curvature", [*grads, *directions], state, targets, needed_for)
+
+
+def _jvp(d: DeclaredOp, tangents, state, output_shapes, needed_for: str) -> list:
+    """J(t): per output, its tangent where it has a shape (None for one that is not differentiable)."""
+    return _call(d, "jvp", _filled(tangents, _inputs_meta(d, state)), state, output_shapes, needed_for)
+
+
+def _second_forward(d: DeclaredOp, tangents, directions, state, output_shapes, needed_for: str) -> list:
+    """d²f[t, s] per output, the second derivative in two directions, for an op quadratic in its inputs.
+
+    Its jvp J(t) is then affine in the inputs: J(t) at inputs s, less J(t) at zero inputs, is
+    d²f[t, s]. An op with saved values cannot be evaluated at other inputs, and other ops have
+    no kernel for it.
+    """
+    if not d.third_derivatives_are_zero or d.saved:
+        raise _beyond(d, f"forward-over-forward derivatives ({needed_for})")
+    inputs = state[: d.n_tensors]
+    moved = [None if t is None or isinstance(t, _Unkept) else s for t, s in zip(inputs, directions, strict=True)]
+    metas = _inputs_meta(d, state)
+    at_s = [
+        *_filled(moved, [m if t is not None else None for t, m in zip(inputs, metas, strict=True)]),
+        *state[d.n_tensors :],
+    ]
+    at_zero = [
+        *_filled([None] * d.n_tensors, [m if t is not None else None for t, m in zip(inputs, metas, strict=True)]),
+        *state[d.n_tensors :],
+    ]
+    shifted = _jvp(d, tangents, at_s, output_shapes, needed_for)
+    base = _jvp(d, tangents, at_zero, output_shapes, needed_for)
+    return [None if a is None else a - b for a, b in zip(shifted, base, strict=True)]
+
+
+def _make_functions(declared: DeclaredOp) -> type[torch.autograd.Function]:
+    """The op's autograd.Function, and the Functions of its derivatives, which make those differentiable.
+
+    With f the op, g its output gradients, t tangents and d directions (one per tensor input):
+    - Op is f: its backward is B, its jvp is J;
+    - Backward is B(g) = J^T g, linear in g;
+    - Jvp is J(t) = J t, linear in t;
+    - Curvature is C(g, d) = (d/dx J^T g) d, the second derivative, symmetric in d.
+    Each one's derivatives are the others: B's adjoint in g is J and J's in t is B, and both
+    move with the inputs by C. Only what no kernel gives raises.
+
+    Each Function's inputs are (leading tensors, state, targets): the state is the tensor
+    inputs, the saved values and the plain arguments (`_Unkept` for a tensor not kept); a
+    target is the shape of a derivative to give, or None for one not wanted.
+    """
+    qualname = declared.qualname
+    _DECLARED[qualname] = declared
+
+    class Op(torch.autograd.Function):
+        """The op: its forward kernel, with Backward for reverse mode and Jvp for forward mode."""
+
+        generate_vmap_rule = True
+
+        @staticmethod
+        def forward(*args):
+            return _DECLARED[qualname].kernel_ops["forward"](*args)
+
+        @staticmethod
+        def setup_context(ctx, inputs, output):
+            d = _DECLARED[qualname]
+            outputs = output if isinstance(output, tuple) else (output,)
+            public, saved = outputs[: d.n_outputs], outputs[d.n_outputs :]
+            fixed = [*saved, *(o for o in public if _meta(o) is None)]
+            if fixed:
+                ctx.mark_non_differentiable(*fixed)
+            ctx.set_materialize_grads(False)
+            ctx.output_meta = [_meta(o) for o in public]
+            tensors = [inputs[i] for i in d.tensor_positions]
+            ctx.input_meta = [_meta(t) for t in tensors]
+            # Under torch.func, an input that an outer transform differentiates need not require grad here.
+            keep_all = not _outside_torch_func()
+            kept = [
+                t if t is None or keep_all or name in d.needs or t.requires_grad else _Unkept(_meta(t))
+                for name, t in zip(d.tensors, tensors, strict=True)
+            ]
+            kept_saved = [s if name in d.needs else None for name, s in zip(d.saved, saved, strict=True)]
+            _save(ctx, (*kept, *kept_saved, *(inputs[i] for i in d.plain_positions)))
+
+        @staticmethod
+        def backward(ctx, *grads):
+            d = _DECLARED[qualname]
+            _refuse_forward_over_forward_over_reverse(d)
+            grads = _filled(grads[: d.n_outputs], ctx.output_meta)
+            targets = [
+                m[0] if m is not None and ctx.needs_input_grad[i] else None
+                for i, m in zip(d.tensor_positions, ctx.input_meta, strict=True)
+            ]
+            result = [None] * len(d.arguments)
+            if any(t is not None for t in targets):
+                gradients = _call(d, "backward", grads, _restored(ctx), targets, "backward")
+                for i, g in zip(d.tensor_positions, gradients, strict=True):
+                    result[i] = g
+            return tuple(result)
+
+        @staticmethod
+        def jvp(ctx, *tangents):
+            d = _DECLARED[qualname]
+            tangents = _filled([tangents[i] for i in d.tensor_positions], ctx.input_meta)
+            shapes = [None if m is None else m[0] for m in ctx.output_meta]
+            outputs = _call(d, "jvp", tangents, _restored(ctx), shapes, "forward mode") + [None] * len(d.saved)
+            return tuple(outputs) if len(outputs) > 1 else outputs[0]
+
+    class Backward(torch.autograd.Function):
+        """B(g) = J^T g, per tensor input: linear in g."""
+
+        generate_vmap_rule = True
+
+        @staticmethod
+        def forward(*args):
+            d = _DECLARED[qualname]
+            return tuple(d.kernel_ops["backward"](*_kernel_state(args[: -d.n_targets["backward"]]),
+                                                *_kernel_targets(args[-d.n_targets["backward"] :])))  # fmt: skip
+
+        @staticmethod
+        def setup_context(ctx, inputs, output):
+            d = _DECLARED[qualname]
+            ctx.targets = inputs[d.n_grads + d.n_state :]
+            ctx.grad_meta = [_meta(g) for g in inputs[: d.n_grads]]
+            _save(ctx, inputs[: d.n_grads + d.n_state])
+
+        @staticmethod
+        def backward(ctx, *cotangents):
+            d = _DECLARED[qualname]
+            saved = _restored(ctx)
+            grads, state = saved[: d.n_grads], saved[d.n_grads :]
+            directions = _spread(cotangents, ctx.targets)
+            result = [None] * (d.n_grads + d.n_state + d.n_tensors)
+            if any(_needed(ctx, i) for i in range(d.n_grads)):  # B's adjoint in g is J
+                shapes = [None if m is None else m[0] for m in ctx.grad_meta]
+                result[: d.n_grads] = _jvp(d, directions, state, shapes, "double backward")
+            wanted = [_needed(ctx, d.n_grads + i) for i in range(d.n_tensors)]  # and B moves with x by C
+            result[d.n_grads : d.n_grads + d.n_tensors] = _curvature(d, grads, directions, state, wanted,
+                                                                     "double backward")  # fmt: skip
+            return tuple(result)
+
+        @staticmethod
+        def jvp(ctx, *tangents):
+            d = _DECLARED[qualname]
+            saved = _restored(ctx)
+            grads, state = saved[: d.n_grads], saved[d.n_grads :]
+            wanted = [t is not None for t in ctx.targets]
+            grad_tangents, input_tangents = tangents[: d.n_grads], tangents[d.n_grads : d.n_grads + d.n_tensors]
+            total = [None] * d.n_tensors
+            if any(t is not None for t in grad_tangents):
+                total = _backward(d, _filled(grad_tangents, ctx.grad_meta), state, wanted, "forward over reverse")
+            if any(t is not None for t in input_tangents):
+                total = _sum(total, _curvature(d, grads, input_tangents, state, wanted, "forward over reverse"))
+            return _present(total, ctx.targets)
+
+    class Jvp(torch.autograd.Function):
+        """J(t) = J t, per output: linear in t."""
+
+        generate_vmap_rule = True
+
+        @staticmethod
+        def forward(*args):
+            d = _DECLARED[qualname]
+            return tuple(d.kernel_ops["jvp"](*_kernel_state(args[: -d.n_targets["jvp"]]),
+                                                *_kernel_targets(args[-d.n_targets["jvp"] :])))  # fmt: skip
+
+        @staticmethod
+        def setup_context(ctx, inputs, output):
+            d = _DECLARED[qualname]
+            ctx.targets = inputs[d.n_tensors + d.n_state :]
+            ctx.tangent_meta = [_meta(t) for t in inputs[: d.n_tensors]]
+            _save(ctx, inputs[: d.n_tensors + d.n_state])
+
+        @staticmethod
+        def backward(ctx, *cotangents):
+            d = _DECLARED[qualname]
+            saved = _restored(ctx)
+            tangents, state = saved[: d.n_tensors], saved[d.n_tensors :]
+            grads = _spread(cotangents, ctx.targets)
+            result = [None] * (d.n_tensors + d.n_state + d.n_outputs)
+            wanted = [_needed(ctx, i) for i in range(d.n_tensors)]  # J's adjoint in t is B
+            result[: d.n_tensors] = _backward(d, grads, state, wanted, "reverse over forward")
+            wanted = [_needed(ctx, d.n_tensors + i) for i in range(d.n_tensors)]  # and J moves with x by C
+            moved = _curvature(d, grads, tangents, state, wanted, "reverse over forward")
+            result[d.n_tensors : 2 * d.n_tensors] = moved
+            return tuple(result)
+
+        @staticmethod
+        def jvp(ctx, *tangents):
+            d = _DECLARED[qualname]
+            saved = _restored(ctx)
+            own, state = saved[: d.n_tensors], saved[d.n_tensors :]
+            total = [None] * d.n_outputs
+            if any(t is not None for t in tangents[: d.n_tensors]):  # J is linear in t
+                moved = _filled(tangents[: d.n_tensors], ctx.tangent_meta)
+                total = _jvp(d, moved, state, ctx.targets, "forward over forward")
+            input_tangents = tangents[d.n_tensors : 2 * d.n_tensors]
+            if any(t is not None for t in input_tangents):  # and moves with the inputs by d²f
+                bend = _second_forward(d, own, input_tangents, state, ctx.targets, "forward over forward")
+                total = _sum(total, bend)
+            return _present(total, ctx.targets)
+
+    class Curvature(torch.autograd.Function):
+        """C(g, d), per tensor input: linear in g and in d."""
+
+        generate_vmap_rule = True
+
+        @staticmethod
+        def forward(*args):
+            d = _DECLARED[qualname]
+            return tuple(d.kernel_ops["curvature"](*_kernel_state(args[: -d.n_targets["curvature"]]),
+                                                *_kernel_targets(args[-d.n_targets["curvature"] :])))  # fmt: skip
+
+        @staticmethod
+        def setup_context(ctx, inputs, output):
+            d = _DECLARED[qualname]
+            leading = d.n_grads + d.n_tensors
+            ctx.targets = inputs[leading + d.n_state :]
+            ctx.grad_meta = [_meta(g) for g in inputs[: d.n_grads]]
+            _save(ctx, inputs[: leading + d.n_state])
+
+        @staticmethod
+        def backward(ctx, *cotangents):
+            d = _DECLARED[qualname]
+            leading = d.n_grads + d.n_tensors
+            saved = _restored(ctx)
+            grads, state = saved[: d.n_grads], saved[leading:]
+            if any(_needed(ctx, leading + i) for i in range(d.n_tensors)) and not d.third_derivatives_are_zero:
+                raise _beyond(d, "third derivatives")
+            cotangents = _spread(cotangents, ctx.targets)
+            result = [None] * (leading + d.n_state + d.n_tensors)
+            if any(_needed(ctx, i) for i in range(d.n_grads)):  # <c, C(g, d)> = <g, d²f[c, d]>
+                shapes = [None if m is None else m[0] for m in ctx.grad_meta]
+                directions = saved[d.n_grads : leading]
+                result[: d.n_grads] = _second_forward(d, cotangents, directions, state, shapes, "third derivatives")
+            wanted = [_needed(ctx, d.n_grads + i) for i in range(d.n_tensors)]  # C is symmetric in d
+            result[d.n_grads : leading] = _curvature(d, grads, cotangents, state, wanted, "third derivatives")
+            return tuple(result)
+
+        @staticmethod
+        def jvp(ctx, *tangents):
+            d = _DECLARED[qualname]
+            leading = d.n_grads + d.n_tensors
+            saved = _restored(ctx)
+            grads, directions, state = saved[: d.n_grads], saved[d.n_grads : leading], saved[leading:]
+            if any(t is not None for t in tangents[leading : leading + d.n_tensors]):
+                if not d.third_derivatives_are_zero:
+                    raise _beyond(d, "third derivatives")
+            wanted = [t is not None for t in ctx.targets]
+            grad_tangents, direction_tangents = tangents[: d.n_grads], tangents[d.n_grads : leading]
+            total = [None] * d.n_tensors
+            if any(t is not None for t in grad_tangents):
+                moved = _filled(grad_tangents, ctx.grad_meta)
+                total = _curvature(d, moved, directions, state, wanted, "third derivatives")
+            if any(t is not None for t in direction_tangents):
+                total = _sum(total, _curvature(d, grads, direction_tangents, state, wanted, "third derivatives"))
+            return _present(total, ctx.targets)
+
+    class_name = "".join(word.capitalize() for word in declared.name.split("_"))
+    functions = {"forward": Op, "backward": Backward, "jvp": Jvp, "curvature": Curvature}
+    suffixes = {"forward": "Function", "backward": "Backward", "jvp": "Jvp", "curvature": "Curvature"}
+    declared.appliers = {}
+    for role, function in functions.items():
+        function.__name__ = function.__qualname__ = class_name + suffixes[role]
+        if role in declared.kernel_ops:
+            # torch.compile reads forward's signature to tell its arguments from a ctx.
+            names = declared.input_names[role]
+            parameters = [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in names]
+            function.forward.__signature__ = inspect.Signature(parameters)
+            declared.appliers[role] = function_applier(function)
+            declared.kernel_ops[role].differentiate = declared.appliers[role]
+    return Op
+
+
+_functorch_interpreters = _private("torch._functorch.pyfunctorch", "retrieve_all_functorch_interpreters")
+
+
+def _refuse_forward_over_forward_over_reverse(declared: DeclaredOp) -> None:
+    """torch.func gives zeros, with no error, where two forward-mode transforms wrap a reverse-mode one
+    around any autograd.Function whose derivatives apply Functions (jacfwd(jacfwd(grad(f))); torch 2.9 to
+    2.15). A reverse pass under two jvp levels is that case: refuse it."""
+    if _outside_torch_func() or _functorch_interpreters is None:
+        return
+    try:
+        levels = [interpreter.key().name for interpreter in _functorch_interpreters()]
+    except Exception:  # a private name changed: no check, as where it is missing
+        return
+    if levels.count("Jvp") >= 2:
+        raise RuntimeError(
+            f"{declared.name}: torch.func gives wrong values for a reverse-mode derivative inside two "
+            "forward-mode ones (such as jacfwd(jacfwd(grad(f))) or jacfwd(hessian(f))); take one of the "
+            "outer derivatives in reverse mode (jacrev)"
+        )
+
+
+def _missing(declared: DeclaredOp, kernel: str, needed_for: str) -> RuntimeError:
+    return RuntimeError(
+        f"{declared.name}: {needed_for} needs a {kernel} kernel, which the op does not declare; "
+        f"a {kernel} kernel gives {_GIVES[kernel]}"
+    )
+
+
+def _beyond(declared: DeclaredOp, what: str) -> RuntimeError:
+    hint = ""
+    if not declared.third_derivatives_are_zero:
+        hint = " An op that is quadratic in its inputs declares third_derivatives_are_zero=True."
+    return RuntimeError(f"{declared.name}: {what} are not supported; first and second derivatives are.{hint}")

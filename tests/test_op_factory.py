@@ -1,0 +1,291 @@
+"""The op factory: ops of signatures unlike the starters', each declared once, on every path that reaches them."""
+
+import inspect
+
+import numpy as np
+import pytest
+import torch
+
+from reference._op_factory import declare_op
+
+F64 = torch.float64
+
+
+def randn(*shape):
+    return torch.randn(shape, dtype=F64, requires_grad=True)
+
+
+# A learnable 1-D filter along the last dim: taps of shape (K,), which do not broadcast with x.
+def taps_kernel(backend, x, taps):
+    assert taps.ndim == 1, "kernels get a parameter in its own shape"
+    return backend.ndimage.correlate1d(x, taps, axis=-1, mode="constant")
+
+
+def taps_backward(backend, grad, x, taps):
+    return backend.ndimage.convolve1d(grad, taps, axis=-1, mode="constant"), _taps_gradient(grad, x, len(taps))
+
+
+def taps_jvp(backend, x_tangent, taps_tangent, x, taps):
+    return taps_kernel(backend, x_tangent, taps) + taps_kernel(backend, x, taps_tangent)
+
+
+def taps_curvature(backend, grad, x_direction, taps_direction, taps):
+    direction_in_x = backend.ndimage.convolve1d(grad, taps_direction, axis=-1, mode="constant")
+    return direction_in_x, _taps_gradient(grad, x_direction, len(taps))
+
+
+def _taps_gradient(grad, x, size):
+    padded = np.pad(x, [(0, 0)] * (x.ndim - 1) + [(size // 2, size - 1 - size // 2)])
+    return np.stack([(grad * padded[..., k : k + x.shape[-1]]).sum() for k in range(size)])
+
+
+def check_taps(x, taps):
+    if taps.dim() != 1:
+        raise ValueError(f"filtered: taps must have shape (K,), got shape {tuple(taps.shape)}")
+
+
+FILTERED = declare_op(
+    "op_factory_test::filtered",
+    "(Tensor x, Tensor taps) -> Tensor",
+    forward=taps_kernel,
+    backward=taps_backward,
+    jvp=taps_jvp,
+    curvature=taps_curvature,
+    parameters=("taps",),
+    batched=True,
+    third_derivatives_are_zero=True,
+    check=check_taps,
+    fake=lambda x, taps: x.new_empty(x.shape),
+)
+
+
+def native_filtered(x, taps):
+    k = taps.shape[0]
+    padded = torch.nn.functional.pad(x, (k // 2, k - 1 - k // 2))
+    return padded.unfold(-1, k, 1) @ taps
+
+
+def test_a_parameter_reaches_the_kernels_in_its_own_shape():
+    """Values, gradients, per-sample gradients, vmap over the taps, double backward: as native."""
+    x, taps = randn(4, 3, 7), randn(3)
+    torch.testing.assert_close(FILTERED(x, taps), native_filtered(x, taps))
+    assert torch.autograd.gradcheck(FILTERED, (x, taps), check_forward_ad=True)
+    assert torch.autograd.gradgradcheck(FILTERED, (x, taps), check_fwd_over_rev=True)
+
+    def per_sample(op):
+        return torch.func.vmap(torch.func.grad(lambda t, x: op(x, t).pow(2).sum()), in_dims=(None, 0))(taps, x)
+
+    torch.testing.assert_close(per_sample(FILTERED), per_sample(native_filtered))
+    many = randn(5, 3)
+    by_taps = torch.func.vmap(FILTERED, in_dims=(None, 0))(x, many)
+    torch.testing.assert_close(by_taps, torch.func.vmap(native_filtered, in_dims=(None, 0))(x, many))
+
+
+def test_a_check_names_the_shape_the_user_passed_under_vmap_too():
+    with pytest.raises(ValueError, match=r"^filtered: taps must have shape \(K,\), got shape \(2, 3\)"):
+        FILTERED(randn(4, 7), randn(2, 3))
+    with pytest.raises(ValueError, match=r"^filtered: taps must have shape \(K,\), got shape \(2, 3\)"):
+        torch.func.vmap(FILTERED, in_dims=(0, None))(randn(4, 7), randn(2, 3))
+
+
+def test_a_bilinear_ops_third_derivatives_are_zero_without_a_kernel():
+    """Third derivatives of a loss of it, reverse and forward over reverse, as native: no kernel needed."""
+    x, taps = randn(2, 6), randn(3)
+
+    def third(op):
+        (grad,) = torch.autograd.grad(op(x, taps).pow(3).sum(), x, create_graph=True)
+        (second,) = torch.autograd.grad(grad.pow(2).sum(), taps, create_graph=True)
+        return torch.autograd.grad(second.sum(), (x, taps))
+
+    torch.testing.assert_close(third(FILTERED), third(native_filtered))
+
+    def loss(op):
+        return lambda x, taps: op(x, taps).pow(3).sum()
+
+    for argnums in (0, 1):
+        jacobian = torch.func.jacrev(torch.func.hessian(loss(FILTERED), argnums=argnums), argnums=argnums)
+        expected = torch.func.jacrev(torch.func.hessian(loss(native_filtered), argnums=argnums), argnums=argnums)
+        torch.testing.assert_close(jacobian(x, taps), expected(x, taps))
+    # torch.func loses every autograd.Function's derivative there; the op says so instead of giving zeros.
+    with pytest.raises(RuntimeError, match=r"^filtered: torch.func gives wrong values for a reverse-mode derivative"):
+        torch.func.jacfwd(torch.func.hessian(loss(FILTERED)))(x, taps)
+
+
+# A reduction over the whole input, which no batch dim may cross; its kernels do not say `batched`.
+def normalized_kernel(backend, x):
+    return x / x.sum()
+
+
+def normalized_backward(backend, grad, x):
+    total = x.sum()
+    return grad / total - (grad * x).sum() / total**2
+
+
+NORMALIZED = declare_op(
+    "op_factory_test::normalized", "(Tensor x) -> Tensor", forward=normalized_kernel, backward=normalized_backward
+)
+
+
+def test_vmap_runs_an_op_once_per_sample_unless_it_says_it_batches():
+    x = torch.rand(3, 5, dtype=F64)
+    torch.testing.assert_close(torch.func.vmap(NORMALIZED)(x), torch.stack([row / row.sum() for row in x]))
+    jacobians = torch.func.vmap(torch.func.jacrev(NORMALIZED))(x)
+    torch.testing.assert_close(jacobians, torch.func.vmap(torch.func.jacrev(lambda x: x / x.sum()))(x))
+
+
+def test_a_derivative_left_out_raises_one_clear_error_where_it_is_needed():
+    x = torch.rand(4, dtype=F64, requires_grad=True)
+    (grad,) = torch.autograd.grad(NORMALIZED(x).pow(2).sum(), x)  # reverse mode is declared
+    expected = torch.autograd.grad((x / x.sum()).pow(2).sum(), x)[0]
+    torch.testing.assert_close(grad, expected)
+    for needs, derivative in [
+        ("forward mode needs a jvp kernel", lambda: torch.func.jacfwd(NORMALIZED)(x.detach())),
+        ("double backward needs a jvp kernel", lambda: _double_backward(NORMALIZED, x)),
+    ]:
+        with pytest.raises(RuntimeError, match=f"^normalized: {needs}, which the op does not declare; a jvp kernel"):
+            derivative()
+
+
+def _double_backward(op, x):
+    (grad,) = torch.autograd.grad(op(x).pow(2).sum(), x, create_graph=True)
+    return torch.autograd.grad(grad.sum(), x)
+
+
+# A batched reduction: outputs with fewer dims than the input.
+ROW_SUM = declare_op(
+    "op_factory_test::row_sum",
+    "(Tensor x) -> Tensor",
+    forward=lambda backend, x: x.sum(axis=-1),
+    backward=lambda backend, grad, x: grad[..., None] + 0 * x,
+    jvp=lambda backend, x_tangent: x_tangent.sum(axis=-1),
+    batched=True,
+    fake=lambda x: x.new_empty(x.shape[:-1]),
+)
+
+
+def test_batched_derivatives_of_a_reduction_are_right_under_vmap():
+    x = torch.randn(2, 3, dtype=F64)
+    expected = torch.func.jacrev(lambda x: x.sum(-1))(x)
+    torch.testing.assert_close(torch.func.jacrev(ROW_SUM)(x), expected)
+    torch.testing.assert_close(torch.func.jacfwd(ROW_SUM)(x), expected)
+
+
+# The index of each row's largest element, saved by the forward; reverse mode only.
+def row_max_kernel(backend, x, dim):
+    index = backend.xp.argmax(x, axis=dim)
+    return backend.xp.take_along_axis(x, index[..., None], axis=dim)[..., 0], index
+
+
+def row_max_backward(backend, grad, x, index, dim):
+    grad_x = backend.xp.zeros_like(x)
+    backend.xp.put_along_axis(grad_x, index[..., None], grad[..., None], axis=dim)
+    return grad_x
+
+
+def _row_max_fake(x, dim):
+    return x.new_empty(x.shape[:-1]), x.new_empty(x.shape[:-1], dtype=torch.int64)
+
+
+ROW_MAX = declare_op(
+    "op_factory_test::row_max",
+    "(Tensor x, int dim=-1) -> Tensor",
+    forward=row_max_kernel,
+    backward=row_max_backward,
+    saved=("index",),
+    check=lambda x, dim: None if dim == -1 else (_ for _ in ()).throw(ValueError("row_max: dim must be -1")),
+    fake=_row_max_fake,
+)
+
+
+def test_a_saved_index_travels_to_the_backward_and_only_x_is_kept():
+    x = randn(3, 5)
+    torch.testing.assert_close(ROW_MAX(x), x.max(-1).values)
+    assert torch.autograd.gradcheck(ROW_MAX, (x,))
+    torch.testing.assert_close(torch.ops.op_factory_test.row_max(x), ROW_MAX(x, -1))
+    with pytest.raises(RuntimeError, match=r"^row_max: forward mode needs a jvp kernel"):
+        torch.func.jvp(ROW_MAX, (x.detach(),), (torch.ones_like(x),))
+
+
+# Plain arguments of every schema type, with defaults, and an optional tensor.
+def every_type_kernel(backend, x, offset, scale, power, axes, flip, mode):
+    y = x * scale + (0 if offset is None else offset)
+    y = y**power if mode == "power" else y
+    return backend.xp.flip(y, axis=tuple(axes)) if flip else y
+
+
+EVERY_TYPE = declare_op(
+    "op_factory_test::every_type",
+    "(Tensor x, Tensor? offset=None, float scale=2.0, int power=1, int[] axes=[-1], bool flip=False, "
+    "str mode='power') -> Tensor",
+    forward=every_type_kernel,
+)
+
+
+def native_every_type(x, offset=None, scale=2.0, power=1, axes=(-1,), flip=False, mode="power"):
+    y = x * scale + (0 if offset is None else offset)
+    y = y**power if mode == "power" else y
+    return y.flip(axes) if flip else y
+
+
+@pytest.mark.parametrize(
+    "call",
+    [(), (None, 3.0), (None, 3.0, 2), (None, 1.0, 3, [0], True), (None, 1.0, 2, (0, 1), True, "plain")],
+    ids=["defaults", "float", "int", "int[] and bool", "str"],
+)
+def test_plain_arguments_and_their_defaults_on_every_path(call):
+    x, offset = torch.randn(3, 4, dtype=F64), torch.randn(4, dtype=F64)
+    expected = native_every_type(x, *call)
+    torch.testing.assert_close(EVERY_TYPE(x, *call), expected)
+    ops_call = [list(a) if isinstance(a, tuple) else a for a in call]
+    torch.testing.assert_close(torch.ops.op_factory_test.every_type(x, *ops_call), expected)
+    compiled = torch.compile(lambda x: EVERY_TYPE(x, *call), fullgraph=True)
+    torch.testing.assert_close(compiled(x), expected)
+    torch.testing.assert_close(EVERY_TYPE(x, offset, *call[1:]), native_every_type(x, offset, *call[1:]))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"scale": "2"}, "scale must be a real number, got str"),
+        ({"power": 2.0}, "power must be an int, got float"),
+        ({"axes": [0.5]}, r"axes\[0\] must be an int, got float"),
+        ({"axes": 0}, "axes must be a list or tuple of ints, got int"),
+        ({"flip": 1}, "flip must be a bool, got int"),
+        ({"mode": 1}, "mode must be a str, got int"),
+        ({"offset": 1.0}, "offset must be a torch.Tensor, got float"),
+    ],
+)
+def test_plain_arguments_of_the_wrong_type_are_refused_by_name(kwargs, message):
+    with pytest.raises(TypeError, match=f"^every_type: {message}"):
+        EVERY_TYPE(torch.randn(3), **kwargs)
+
+
+def test_the_public_function_must_have_the_schemas_signature():
+    def every_type(x, offset=None, scale=2.0, power=1, axes=(-1,), flip=False, mode="power"):
+        return EVERY_TYPE(x, offset, scale, power, axes, flip, mode)
+
+    public = EVERY_TYPE.public(every_type)
+    assert list(inspect.signature(public).parameters) == [
+        a.name for a in torch.ops.op_factory_test.every_type.default._schema.arguments
+    ]
+
+    def other_default(x, offset=None, scale=1.0, power=1, axes=(-1,), flip=False, mode="power"):
+        return EVERY_TYPE(x, offset, scale, power, axes, flip, mode)
+
+    with pytest.raises(TypeError, match=r"other_default's arguments .* are not the schema's"):
+        EVERY_TYPE.public(other_default)
+
+
+def test_a_declaration_that_names_what_no_kernel_gets_is_refused():
+    def kernel(backend, x):
+        return x
+
+    def backward(backend, grad, y):
+        return grad
+
+    with pytest.raises(TypeError, match=r"^bad: the backward kernel backward takes \['y'\], which are none of"):
+        declare_op("op_factory_test::bad", "(Tensor x) -> Tensor", forward=kernel, backward=backward)
+    with pytest.raises(ValueError, match=r"^bad2: name every output of an op with several"):
+        declare_op("op_factory_test::bad2", "(Tensor x) -> (Tensor, Tensor)", forward=kernel)
+    with pytest.raises(ValueError, match=r"^bad3: argument k has type List\[float\], which ops cannot take yet"):
+        declare_op("op_factory_test::bad3", "(Tensor x, float[] k) -> Tensor", forward=kernel)
