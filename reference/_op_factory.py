@@ -48,6 +48,7 @@ from torch.autograd import forward_ad
 from ._boundary import ArrayBackend, Kernel
 from ._checks import check_tensors, schema_taker
 from ._kernel_ops import (
+    _any_autocast_enabled,
     _libraries,
     _outside_torch_func,
     _plain_eager_call,
@@ -177,6 +178,8 @@ class DeclaredOp:
             "curvature": (False,) * len(self.grad_names) + (True,) * len(self.tensors) + inputs_then_saved,
         }
         self.tensor_positions = tuple(i for i, a in enumerate(self.arguments) if a.is_tensor)
+        self.kernels_take_input = tuple(name in self.needs for name in self.tensors)
+        self.kernels_take_saved = tuple(name in self.needs for name in self.saved)
         self.plain_positions = tuple(i for i, a in enumerate(self.arguments) if not a.is_tensor)
         self.function = _make_functions(self)
         self._apply = function_applier(self.function)
@@ -207,12 +210,16 @@ class DeclaredOp:
             self.check(*args)
         # Where no derivative can be asked for (plain eager code, no input that requires grad),
         # the Function would only call the forward: call it directly.
-        if not torch.compiler.is_compiling() and _plain_eager_call(args):
+        if not torch.compiler.is_compiling() and not _requires_grad(tensors) and _plain_eager_call(args):
             return self._public(self.kernel_ops["forward"](*args))
         return self._public(self._apply(*args))
 
     def bind(self, args, kwargs) -> tuple:
         """Every argument by position, each taken as its schema type says, defaults filled in."""
+        if len(args) == len(self.arguments) and not kwargs:  # the public function's call
+            return tuple(
+                [take(self.name, a.name, v) for a, take, v in zip(self.arguments, self._takers, args, strict=True)]
+            )
         if len(args) > len(self.arguments):
             raise TypeError(f"{self.name}() takes {len(self.arguments)} arguments, got {len(args)}")
         bound = []
@@ -245,6 +252,10 @@ class DeclaredOp:
         if [(n, _normal(d)) for n, d in got] != [(n, _normal(d)) for n, d in expected]:
             raise TypeError(f"{function.__name__}'s arguments {got} are not the schema's {expected}")
         return public_op(function)
+
+
+def _requires_grad(tensors) -> bool:
+    return torch.is_grad_enabled() and any(t.requires_grad for _, t in tensors)
 
 
 def _normal(default):
@@ -326,27 +337,30 @@ def _forward_kernel(forward: Kernel, declared: DeclaredOp) -> Kernel:
 
 def _derivative_kernel(kernel: Kernel, declared: DeclaredOp, role: str, names, n_targets: int) -> Kernel:
     """`kernel` as its kernel op calls it: by position, its results fitted to their targets' shapes."""
-    wanted = _kernel_arguments(kernel)
+    # Where each argument the kernel names is among the kernel op's (None: needs_input_grad).
+    positions = [None if n == "needs_input_grad" else names.index(n) for n in _kernel_arguments(kernel)]
     per = "output" if role == "jvp" else "tensor input"
     result_names = declared.outputs if role == "jvp" else declared.tensors
 
     @functools.wraps(kernel)
     def run(backend: ArrayBackend, *args):
-        named = dict(zip(names, args, strict=True))
-        named["needs_input_grad"] = tuple(target is not None for target in args[len(args) - n_targets :])
-        results = kernel(backend, *[named[n] for n in wanted])
+        targets = args[len(args) - n_targets :]
+        needs_input_grad = tuple(target is not None for target in targets)
+        results = kernel(backend, *[needs_input_grad if i is None else args[i] for i in positions])
         if n_targets == 1:
             results = (results,)
         if not isinstance(results, (tuple, list)) or len(results) != n_targets:
             raise TypeError(f"{kernel.__name__} must return {n_targets} arrays or None, one per {per}")
         dtype = next(a.dtype for a in args if isinstance(a, backend.xp.ndarray))
         fitted = []
-        for name, result, target in zip(result_names, results, args[len(args) - n_targets :], strict=True):
+        for name, result, target in zip(result_names, results, targets, strict=True):
             if target is None:
                 continue
             if result is None:
                 raise TypeError(f"{kernel.__name__} returned None for {name}, whose derivative is needed")
-            fitted.append(_fitted(backend.xp, kernel, name, result, tuple(target), role != "jvp").astype(dtype))
+            fitted.append(
+                _fitted(backend.xp, kernel, name, result, tuple(target), role != "jvp").astype(dtype, copy=False)
+            )
         return fitted
 
     return run
@@ -355,9 +369,9 @@ def _derivative_kernel(kernel: Kernel, declared: DeclaredOp, role: str, names, n
 def _fitted(xp, kernel: Kernel, name: str, array, shape: tuple[int, ...], may_sum: bool):
     """`array` in `shape`: dims it has beyond the shape's (or of size > 1 where the shape has 1)
     summed where `may_sum` (a gradient of a broadcast input), size-1 dims broadcast."""
-    array = xp.asarray(array)
-    if array.shape == shape:
+    if getattr(array, "shape", None) == shape:
         return array
+    array = xp.asarray(array)
     if may_sum:
         extra = array.ndim - len(shape)
         if extra > 0:
@@ -419,6 +433,8 @@ def _autocast(args: tuple) -> tuple:
 
     That is autocast's policy for native ops that need the precision, such as the FFTs.
     """
+    if _any_autocast_enabled is not None and not _any_autocast_enabled():  # the private check, where torch has it
+        return args
     device = next((a.device.type for a in args if isinstance(a, torch.Tensor)), None)
     if device not in ("cpu", "cuda") or not torch.is_autocast_enabled(device):
         return args
@@ -455,20 +471,32 @@ def _register_public(declared: DeclaredOp):
 
 
 def _save(ctx, values) -> None:
-    """Keeps `values` for the derivatives: tensors as saved tensors (for both modes), the rest as they are."""
+    """Keeps `values` for the derivatives: tensors as saved tensors, the rest as they are.
+
+    Tensors are saved for forward mode too where it may come: in a dual level, or under torch.func.
+    """
+    compiling = torch.compiler.is_compiling()
     tensors, slots = [], []
     for v in values:
         if isinstance(v, torch.Tensor):
             # An inference tensor cannot be saved; a copy made outside inference mode can. (Compiled
             # code has none: torch.compile cannot trace is_inference.)
-            inference = not torch.compiler.is_compiling() and v.is_inference()
-            tensors.append(v.clone() if inference else v)
+            tensors.append(v.clone() if not compiling and v.is_inference() else v)
             slots.append(None)
         else:
             slots.append((v,))
     ctx.save_for_backward(*tensors)
-    ctx.save_for_forward(*tensors)
+    if compiling or _dual_level_open() or not _outside_torch_func():
+        ctx.save_for_forward(*tensors)
     ctx.slots = slots
+
+
+def _dual_level_open() -> bool:
+    """Whether forward AD is on; True where torch's private level counter is missing or changed."""
+    try:
+        return forward_ad._current_level >= 0
+    except Exception:
+        return True
 
 
 def _restored(ctx) -> list:
@@ -498,10 +526,7 @@ def _needed(ctx, index: int) -> bool:
 def _recording() -> bool:
     """Whether a derivative must be a Function, to be differentiated again: in reverse mode (a graph is
     being recorded), in forward mode (a dual level is open), or by torch.func."""
-    try:
-        return torch.is_grad_enabled() or forward_ad._current_level >= 0 or not _outside_torch_func()
-    except Exception:  # torch's private level counter missing or changed: the Function is always right
-        return True
+    return torch.is_grad_enabled() or _dual_level_open() or not _outside_torch_func()
 
 
 class _Shape(tuple):
@@ -654,22 +679,25 @@ def _make_functions(declared: DeclaredOp) -> type[torch.autograd.Function]:
         def setup_context(ctx, inputs, output):
             d = _DECLARED[qualname]
             outputs = output if isinstance(output, tuple) else (output,)
-            public, saved = outputs[: d.n_outputs], outputs[d.n_outputs :]
-            fixed = [*saved, *(o for o in public if _meta(o) is None)]
+            ctx.output_meta = [_meta(o) for o in outputs[: d.n_outputs]]
+            fixed = [o for o, m in zip(outputs, ctx.output_meta, strict=False) if m is None]
+            fixed += outputs[d.n_outputs :]
             if fixed:
                 ctx.mark_non_differentiable(*fixed)
             ctx.set_materialize_grads(False)
-            ctx.output_meta = [_meta(o) for o in public]
-            tensors = [inputs[i] for i in d.tensor_positions]
-            ctx.input_meta = [_meta(t) for t in tensors]
+            ctx.input_meta = []
             # Under torch.func, an input that an outer transform differentiates need not require grad here.
             keep_all = not _outside_torch_func()
-            kept = [
-                t if t is None or keep_all or name in d.needs or t.requires_grad else _Unkept(_meta(t))
-                for name, t in zip(d.tensors, tensors, strict=True)
+            state = []
+            for i, named in zip(d.tensor_positions, d.kernels_take_input, strict=True):
+                t = inputs[i]
+                meta = _meta(t)
+                ctx.input_meta.append(meta)
+                state.append(t if t is None or named or keep_all or t.requires_grad else _Unkept(meta))
+            state += [
+                s if named else None for s, named in zip(outputs[d.n_outputs :], d.kernels_take_saved, strict=True)
             ]
-            kept_saved = [s if name in d.needs else None for name, s in zip(d.saved, saved, strict=True)]
-            _save(ctx, (*kept, *kept_saved, *(inputs[i] for i in d.plain_positions)))
+            _save(ctx, (*state, *(inputs[i] for i in d.plain_positions)))
 
         @staticmethod
         def backward(ctx, *grads):
