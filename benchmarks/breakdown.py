@@ -32,7 +32,7 @@ from torch.utils import benchmark
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import reference
-from reference import _boundary, _kernel_ops, _op_factory, bad_fft, my_op, scipy_conv2d
+from reference import _boundary, _derivatives, _kernel_ops, bad_fft, my_op, scipy_conv2d
 
 from benchmarks.compare import environment
 
@@ -67,7 +67,7 @@ def _record_kernels(calls: list):
 
 def _kernel_op_callers() -> dict:
     """Each kernel op's function (what `kernel_op` returned), by its operator."""
-    return {f.op: f for declared in _op_factory._DECLARED.values() for f in declared.kernel_ops.values()}
+    return {f.op: f for declared in _derivatives._DECLARED.values() for f in declared.kernel_ops.values()}
 
 
 def depths(public: Callable, apply: Callable, inputs: tuple, grad: torch.Tensor) -> dict[str, Callable[[], None]]:
@@ -139,7 +139,7 @@ def cases(size: int, device: str) -> dict[str, tuple[Callable, Callable, tuple]]
     inputs = {"bad_fft": (x,), "scipy_conv2d": (x, weight, None), "my_op": (x, row_weight, 0.7)}
     cases = {}
     for name, public in (("bad_fft", bad_fft), ("scipy_conv2d", scipy_conv2d), ("my_op", my_op)):
-        declared = _op_factory._DECLARED[f"{reference.__name__}::{name}"]
+        declared = _derivatives._DECLARED[f"{reference.__name__}::{name}"]
         cases[name] = (public, lambda *args, d=declared: d._public(d._apply(*args)), inputs[name])
     return cases
 

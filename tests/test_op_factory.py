@@ -289,3 +289,13 @@ def test_a_declaration_that_names_what_no_kernel_gets_is_refused():
         declare_op("op_factory_test::bad2", "(Tensor x) -> (Tensor, Tensor)", forward=kernel)
     with pytest.raises(ValueError, match=r"^bad3: argument k has type List\[float\], which ops cannot take yet"):
         declare_op("op_factory_test::bad3", "(Tensor x, float[] k) -> Tensor", forward=kernel)
+
+
+def test_checks_see_the_inputs_after_autocast():
+    """Autocast's cast comes first: tensors of mixed float dtypes meet every op's rule of one dtype."""
+    x, offset = torch.randn(3, 4, dtype=torch.bfloat16), torch.randn(4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = EVERY_TYPE(x, offset)
+    torch.testing.assert_close(y, native_every_type(x.float(), offset))
+    with pytest.raises(TypeError, match=r"^every_type: offset must have the x's dtype torch\.bfloat16"):
+        EVERY_TYPE(x, offset)

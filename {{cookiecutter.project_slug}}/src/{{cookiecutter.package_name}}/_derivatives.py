@@ -1,0 +1,1 @@
+{{ starter_file("reference/_derivatives.py") }}
