@@ -237,7 +237,7 @@ def make_functions(declared: DeclaredOp) -> type[torch.autograd.Function]:
             d = _DECLARED[qualname]
             outputs = output if isinstance(output, tuple) else (output,)
             ctx.output_meta = [_meta(o) for o in outputs[: d.n_outputs]]
-            fixed = [o for o, m in zip(outputs, ctx.output_meta, strict=False) if m is None]
+            fixed = [o for o, m in zip(outputs[: d.n_outputs], ctx.output_meta, strict=True) if m is None]
             fixed += outputs[d.n_outputs :]
             if fixed:
                 ctx.mark_non_differentiable(*fixed)
