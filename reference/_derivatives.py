@@ -205,6 +205,20 @@ def _second_forward(d: DeclaredOp, tangents, directions, state, output_shapes, n
     return [None if a is None else a - b for a, b in zip(shifted, base, strict=True)]
 
 
+def _kernel_op(d: DeclaredOp, role: str, args) -> tuple:
+    """A derivative Function's forward: its kernel op on (leading tensors, state, targets)."""
+    n = d.n_targets[role]
+    return tuple(d.kernel_ops[role](*_kernel_state(args[:-n]), *_kernel_targets(args[-n:])))
+
+
+def _keep(ctx, d: DeclaredOp, role: str, inputs) -> None:
+    """A derivative Function's setup_context: it keeps its leading tensors and the state, and its targets."""
+    n_leading = len(inputs) - d.n_state - d.n_targets[role]
+    ctx.targets = inputs[n_leading + d.n_state :]
+    ctx.leading_meta = [_meta(t) for t in inputs[:n_leading]]
+    _save(ctx, inputs[: n_leading + d.n_state])
+
+
 def make_functions(declared: DeclaredOp) -> type[torch.autograd.Function]:
     """The op's autograd.Function, and the Functions of its derivatives, which make those differentiable.
 
@@ -287,16 +301,11 @@ def make_functions(declared: DeclaredOp) -> type[torch.autograd.Function]:
 
         @staticmethod
         def forward(*args):
-            d = _DECLARED[qualname]
-            return tuple(d.kernel_ops["backward"](*_kernel_state(args[: -d.n_targets["backward"]]),
-                                                *_kernel_targets(args[-d.n_targets["backward"] :])))  # fmt: skip
+            return _kernel_op(_DECLARED[qualname], "backward", args)
 
         @staticmethod
         def setup_context(ctx, inputs, output):
-            d = _DECLARED[qualname]
-            ctx.targets = inputs[d.n_grads + d.n_state :]
-            ctx.grad_meta = [_meta(g) for g in inputs[: d.n_grads]]
-            _save(ctx, inputs[: d.n_grads + d.n_state])
+            _keep(ctx, _DECLARED[qualname], "backward", inputs)
 
         @staticmethod
         def backward(ctx, *cotangents):
@@ -306,7 +315,7 @@ def make_functions(declared: DeclaredOp) -> type[torch.autograd.Function]:
             directions = _spread(cotangents, ctx.targets)
             result = [None] * (d.n_grads + d.n_state + d.n_tensors)
             if any(_needed(ctx, i) for i in range(d.n_grads)):  # B's adjoint in g is J
-                shapes = [None if m is None else m[0] for m in ctx.grad_meta]
+                shapes = [None if m is None else m[0] for m in ctx.leading_meta]
                 result[: d.n_grads] = _jvp(d, directions, state, shapes, "double backward")
             wanted = [_needed(ctx, d.n_grads + i) for i in range(d.n_tensors)]  # and B moves with x by C
             result[d.n_grads : d.n_grads + d.n_tensors] = _curvature(d, grads, directions, state, wanted,
@@ -322,7 +331,7 @@ def make_functions(declared: DeclaredOp) -> type[torch.autograd.Function]:
             grad_tangents, input_tangents = tangents[: d.n_grads], tangents[d.n_grads : d.n_grads + d.n_tensors]
             total = [None] * d.n_tensors
             if any(t is not None for t in grad_tangents):
-                total = _backward(d, _filled(grad_tangents, ctx.grad_meta), state, wanted, "forward over reverse")
+                total = _backward(d, _filled(grad_tangents, ctx.leading_meta), state, wanted, "forward over reverse")
             if any(t is not None for t in input_tangents):
                 total = _sum(total, _curvature(d, grads, input_tangents, state, wanted, "forward over reverse"))
             return _present(total, ctx.targets)
@@ -334,16 +343,11 @@ def make_functions(declared: DeclaredOp) -> type[torch.autograd.Function]:
 
         @staticmethod
         def forward(*args):
-            d = _DECLARED[qualname]
-            return tuple(d.kernel_ops["jvp"](*_kernel_state(args[: -d.n_targets["jvp"]]),
-                                                *_kernel_targets(args[-d.n_targets["jvp"] :])))  # fmt: skip
+            return _kernel_op(_DECLARED[qualname], "jvp", args)
 
         @staticmethod
         def setup_context(ctx, inputs, output):
-            d = _DECLARED[qualname]
-            ctx.targets = inputs[d.n_tensors + d.n_state :]
-            ctx.tangent_meta = [_meta(t) for t in inputs[: d.n_tensors]]
-            _save(ctx, inputs[: d.n_tensors + d.n_state])
+            _keep(ctx, _DECLARED[qualname], "jvp", inputs)
 
         @staticmethod
         def backward(ctx, *cotangents):
@@ -366,7 +370,7 @@ def make_functions(declared: DeclaredOp) -> type[torch.autograd.Function]:
             own, state = saved[: d.n_tensors], saved[d.n_tensors :]
             total = [None] * d.n_outputs
             if any(t is not None for t in tangents[: d.n_tensors]):  # J is linear in t
-                moved = _filled(tangents[: d.n_tensors], ctx.tangent_meta)
+                moved = _filled(tangents[: d.n_tensors], ctx.leading_meta)
                 total = _jvp(d, moved, state, ctx.targets, "forward over forward")
             input_tangents = tangents[d.n_tensors : 2 * d.n_tensors]
             if any(t is not None for t in input_tangents):  # and moves with the inputs by d²f
@@ -381,17 +385,11 @@ def make_functions(declared: DeclaredOp) -> type[torch.autograd.Function]:
 
         @staticmethod
         def forward(*args):
-            d = _DECLARED[qualname]
-            return tuple(d.kernel_ops["curvature"](*_kernel_state(args[: -d.n_targets["curvature"]]),
-                                                *_kernel_targets(args[-d.n_targets["curvature"] :])))  # fmt: skip
+            return _kernel_op(_DECLARED[qualname], "curvature", args)
 
         @staticmethod
         def setup_context(ctx, inputs, output):
-            d = _DECLARED[qualname]
-            leading = d.n_grads + d.n_tensors
-            ctx.targets = inputs[leading + d.n_state :]
-            ctx.grad_meta = [_meta(g) for g in inputs[: d.n_grads]]
-            _save(ctx, inputs[: leading + d.n_state])
+            _keep(ctx, _DECLARED[qualname], "curvature", inputs)
 
         @staticmethod
         def backward(ctx, *cotangents):
@@ -404,7 +402,7 @@ def make_functions(declared: DeclaredOp) -> type[torch.autograd.Function]:
             cotangents = _spread(cotangents, ctx.targets)
             result = [None] * (leading + d.n_state + d.n_tensors)
             if any(_needed(ctx, i) for i in range(d.n_grads)):  # <c, C(g, d)> = <g, d²f[c, d]>
-                shapes = [None if m is None else m[0] for m in ctx.grad_meta]
+                shapes = [None if m is None else m[0] for m in ctx.leading_meta[: d.n_grads]]
                 directions = saved[d.n_grads : leading]
                 result[: d.n_grads] = _second_forward(d, cotangents, directions, state, shapes, "third derivatives")
             wanted = [_needed(ctx, d.n_grads + i) for i in range(d.n_tensors)]  # C is symmetric in d
@@ -424,7 +422,7 @@ def make_functions(declared: DeclaredOp) -> type[torch.autograd.Function]:
             grad_tangents, direction_tangents = tangents[: d.n_grads], tangents[d.n_grads : leading]
             total = [None] * d.n_tensors
             if any(t is not None for t in grad_tangents):
-                moved = _filled(grad_tangents, ctx.grad_meta)
+                moved = _filled(grad_tangents, ctx.leading_meta[: d.n_grads])
                 total = _curvature(d, moved, directions, state, wanted, "third derivatives")
             if any(t is not None for t in direction_tangents):
                 total = _sum(total, _curvature(d, grads, direction_tangents, state, wanted, "third derivatives"))
