@@ -16,14 +16,14 @@ from reference._boundary import NUMPY
 from reference.bad_fft import bad_fft_backward_kernel, bad_fft_kernel
 from reference.scipy_conv2d import scipy_conv2d_kernel
 
-from benchmarks import bench_bad_fft, bench_scipy_conv2d
-from benchmarks.compare import compare, contenders, environment, fwd_bwd, parse_args
+from benchmarks.compare import cases, compare, contenders, environment, fwd_bwd, parse_args
 from benchmarks.tutorial_ops import tutorial_bad_fft, tutorial_scipy_conv2d
+from tests import test_bad_fft, test_scipy_conv2d
 
 
 def bare_bad_fft(x, grad):
     _, spectrum = bad_fft_kernel(NUMPY, x)
-    bad_fft_backward_kernel(NUMPY, grad, spectrum, x.shape[-1])
+    bad_fft_backward_kernel(NUMPY, grad, x, spectrum)
 
 
 def bare_scipy_conv2d(x, weight, grad):
@@ -33,22 +33,22 @@ def bare_scipy_conv2d(x, weight, grad):
     scipy_conv2d_kernel(NUMPY, x, grad)
 
 
-def median_us(stmt: str, **names) -> float:
-    return benchmark.Timer(stmt, globals=names).blocked_autorange(min_run_time=0.5).median * 1e6
+def median_us(stmt: str, min_run_time: float, **names) -> float:
+    return benchmark.Timer(stmt, globals=names).blocked_autorange(min_run_time=min_run_time).median * 1e6
 
 
-def print_overheads() -> None:
+def print_overheads(min_run_time: float) -> None:
     x, weight = torch.randn(32, 32, requires_grad=True), torch.randn(3, 3, requires_grad=True)
     fft_grad, conv_grad = torch.randn(32, 17), torch.randn(30, 30)
     arrays = {"x": x.detach().numpy(), "w": weight.detach().numpy()}
     rows = {
         "bad_fft": (
-            median_us("op(x).backward(g)", op=bad_fft, x=x, g=fft_grad),
-            median_us("bare(x, g)", bare=bare_bad_fft, g=fft_grad.numpy(), **arrays),
+            median_us("op(x).backward(g)", min_run_time, op=bad_fft, x=x, g=fft_grad),
+            median_us("bare(x, g)", min_run_time, bare=bare_bad_fft, g=fft_grad.numpy(), **arrays),
         ),
         "scipy_conv2d": (
-            median_us("op(x, w).backward(g)", op=scipy_conv2d, x=x, w=weight, g=conv_grad),
-            median_us("bare(x, w, g)", bare=bare_scipy_conv2d, g=conv_grad.numpy(), **arrays),
+            median_us("op(x, w).backward(g)", min_run_time, op=scipy_conv2d, x=x, w=weight, g=conv_grad),
+            median_us("bare(x, w, g)", min_run_time, bare=bare_scipy_conv2d, g=conv_grad.numpy(), **arrays),
         ),
     }
     print("## Per-call overhead, forward + backward on 32x32\n")
@@ -57,19 +57,30 @@ def print_overheads() -> None:
         print(f"| {name} | {op_us:.0f} µs | {bare_us:.0f} µs | {op_us - bare_us:.0f} µs |")
 
 
-if __name__ == "__main__":
+def main() -> None:
     args = parse_args(__doc__)
+    # --tiny: each op's first test sample, once, at the least cost: a check that this script runs.
+    min_run_time, rounds = (1e-4, 1) if args.tiny else (args.min_run_time, 7)
     print(f"# Reference ops, forward + backward, {args.device}, {environment()}\n")
-    ops = ((bad_fft, bench_bad_fft, tutorial_bad_fft), (scipy_conv2d, bench_scipy_conv2d, tutorial_scipy_conv2d))
-    for op, bench, tutorial in ops:
-        steps = contenders(bench.native, op, args.device)
-        if args.device == "cpu":  # the tutorial's ops are NumPy-only
+    ops = ((test_bad_fft.TestContract(), tutorial_bad_fft), (test_scipy_conv2d.TestContract(), tutorial_scipy_conv2d))
+
+    def run(contract, tutorial=None):
+        op, native = type(contract).op, type(contract).native
+        steps = contenders(native, op, args.device)
+        if tutorial is not None:
             steps["tutorial"] = fwd_bwd(tutorial)
-        print(f"## {op.__name__}\n")
-        compare(bench.cases(args.device), steps, bench.native, min_run_time=args.min_run_time)
+        samples = contract.samples[:1] if args.tiny else contract.benchmark_samples
+        compare(cases(contract, samples, args.device), steps, native, min_run_time=min_run_time, rounds=rounds)
+
+    for contract, tutorial in ops:
+        print(f"## {type(contract).op.__name__}\n")
+        run(contract, tutorial if args.device == "cpu" else None)  # the tutorial's ops are NumPy-only
     # A process that has done other work (allocations, FFT plans, threads) must keep the ratios.
     print("## bad_fft again, after the scipy_conv2d cases\n")
-    steps = contenders(bench_bad_fft.native, bad_fft, args.device)
-    compare(bench_bad_fft.cases(args.device), steps, bench_bad_fft.native, min_run_time=args.min_run_time)
+    run(ops[0][0])
     if args.device == "cpu":
-        print_overheads()
+        print_overheads(min_run_time * 5)
+
+
+if __name__ == "__main__":
+    main()

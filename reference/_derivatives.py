@@ -144,10 +144,9 @@ def _call(d: DeclaredOp, role: str, leading, state, targets, needed_for: str) ->
     if role not in d.kernel_ops:
         raise _missing(d, role, needed_for)
     if _recording():
-        results = d.appliers[role](*leading, *state, *targets)
-    else:
-        results = d.kernel_ops[role](*leading, *_kernel_state(state), *_kernel_targets(targets))
-    return _spread(results, targets)
+        return _spread(d.appliers[role](*leading, *state, *targets), targets)
+    results = _as_tuple(d.kernel_ops[role](*leading, *_kernel_state(state), *_kernel_targets(targets)))
+    return [None if t is None else r for r, t in zip(results, targets, strict=True)]
 
 
 def _inputs_meta(d: DeclaredOp, state) -> list:
@@ -208,7 +207,11 @@ def _second_forward(d: DeclaredOp, tangents, directions, state, output_shapes, n
 def _kernel_op(d: DeclaredOp, role: str, args) -> tuple:
     """A derivative Function's forward: its kernel op on (leading tensors, state, targets)."""
     n = d.n_targets[role]
-    return tuple(d.kernel_ops[role](*_kernel_state(args[:-n]), *_kernel_targets(args[-n:])))
+    return _present(_as_tuple(d.kernel_ops[role](*_kernel_state(args[:-n]), *_kernel_targets(args[-n:]))), args[-n:])
+
+
+def _as_tuple(results) -> tuple:
+    return results if isinstance(results, tuple) else (results,)
 
 
 def _keep(ctx, d: DeclaredOp, role: str, inputs) -> None:

@@ -142,7 +142,13 @@ def kernel_op(qualname: str, schema: str, kernel: Kernel, *, fake=None, vmap=Non
             )
         if torch.is_grad_enabled() and any(isinstance(a, torch.Tensor) and a.requires_grad for a in args):
             # Called directly, as an exported program calls it: the op's Function differentiates it.
-            if call.differentiate is not None and _outside_torch_func():
+            if not _outside_torch_func():
+                raise RuntimeError(
+                    f"torch.ops.{namespace}.{name} got tensors that a torch.func transform differentiates (grad, "
+                    "jacrev, vjp, hessian) under torch.compile, which traces the op's autograd.Function without its "
+                    "derivatives; apply the transform outside torch.compile"
+                )
+            if call.differentiate is not None:
                 return call.differentiate(*args)
             return _NoDerivative.apply(f"torch.ops.{namespace}.{name}", below_autograd, *args)
         return below_autograd(*args)

@@ -152,7 +152,7 @@ class DeclaredOp:
             schema_args = [f"Tensor? {n}" for n in leading[role]] + state + [f"SymInt[]? {t}" for t in targets[role]]
             self.kernel_ops[role] = kernel_op(
                 f"{qualname}_{role}",
-                f"({', '.join(schema_args)}) -> Tensor[]",
+                f"({', '.join(schema_args)}) -> {_tensors(len(targets[role]))}",
                 _derivative_kernel(kernel, self, role, names, len(targets[role])),
                 fake=functools.partial(_derivative_fake, len(targets[role])),
                 vmap=functools.partial(_derivative_vmap, self, role) if batched and not parameters else None,
@@ -242,7 +242,9 @@ class DeclaredOp:
         got = [(p.name, p.default) for p in parameters]
         if [(n, _normal(d)) for n, d in got] != [(n, _normal(d)) for n, d in expected]:
             raise TypeError(f"{function.__name__}'s arguments {got} are not the schema's {expected}")
-        return public_op(function)
+        public = public_op(function)
+        public.declared = self  # what the tests' contract reads
+        return public
 
 
 def _requires_grad(tensors) -> bool:
@@ -345,14 +347,15 @@ def _derivative_kernel(kernel: Kernel, declared: DeclaredOp, role: str, names, n
         dtype = next(a.dtype for a in args if isinstance(a, backend.xp.ndarray))
         fitted = []
         for name, result, target in zip(result_names, results, targets, strict=True):
-            if target is None:
+            if target is None:  # not wanted: an empty placeholder, as the op's schema has one Tensor per target
+                fitted.append(backend.xp.empty((0,), dtype))
                 continue
             if result is None:
                 raise TypeError(f"{kernel.__name__} returned None for {name}, whose derivative is needed")
             fitted.append(
                 _fitted(backend.xp, kernel, name, result, tuple(target), role != "jvp").astype(dtype, copy=False)
             )
-        return fitted
+        return fitted[0] if n_targets == 1 else tuple(fitted)
 
     return run
 
@@ -405,13 +408,22 @@ def _derivative_vmap(declared: DeclaredOp, role: str, op, info, in_dims, *args):
     batch = info.batch_size
     padded = [None if t is None else [batch, *([1] * (ndim - len(t))), *t] for t in targets]
     results = op(*lined_up, *padded)
-    shapes = [t for t in targets if t is not None]
-    return [r.reshape(batch, *s) for r, s in zip(results, shapes, strict=True)], [0] * len(shapes)
+    results = (results,) if n_targets == 1 else results
+    batched = tuple(r if t is None else r.reshape(batch, *t) for r, t in zip(results, targets, strict=True))
+    out_dims = tuple(None if t is None else 0 for t in targets)
+    return (batched[0], out_dims[0]) if n_targets == 1 else (batched, out_dims)
 
 
 def _derivative_fake(n_targets: int, *args):
     leading = next(a for a in args if isinstance(a, torch.Tensor))
-    return [leading.new_empty(target) for target in args[len(args) - n_targets :] if target is not None]
+    results = tuple(leading.new_empty((0,) if t is None else t) for t in args[len(args) - n_targets :])
+    return results[0] if n_targets == 1 else results
+
+
+def _tensors(count: int) -> str:
+    """A schema's returns: `count` tensors. (Not Tensor[]: vmap's fallback, which gradcheck's batched gradients
+    and torch.autograd.functional's vectorized jacobian use, takes only ops that return Tensors.)"""
+    return "Tensor" if count == 1 else "(" + ", ".join(["Tensor"] * count) + ")"
 
 
 # ----------------------------------------------------------------------------

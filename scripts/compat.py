@@ -105,7 +105,7 @@ def test_row(row: Row, log) -> list[str]:
     cells = [" · ".join(versions)]
     # The reference ops' suites; the template's tests use this repository's tools (Python 3.11+).
     template_tests = [
-        *("--ignore", "tests/test_template.py", "--ignore", "tests/test_own_ops.py"),
+        *("--ignore", "tests/test_template.py"),
         *("--ignore", "tests/test_declared_ops.py"),
     ]
     reference = [py, "-m", "pytest", "-q", "-p", "no:cacheprovider", *template_tests]

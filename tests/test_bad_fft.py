@@ -1,286 +1,51 @@
-"""bad_fft: values and gradients against native torch, and every way a PyTorch user calls it.
+"""bad_fft: the contract every op keeps, declared for this op, and the checks of this op's own design.
 
-The tests above the marked part at the bottom are the contract that every op keeps; the
-marked part checks choices of this op's design: change or delete those where your op differs.
+`TestContract` declares the op into the contract (tests/contract.py); the tests at the bottom
+check choices of this op's design: change or delete those where your op differs.
 """
 
 import pytest
 import torch
-from conftest import (
-    SHARDINGS,
-    assert_compiled_forward_mode_matches_native,
-    assert_matches,
-    assert_seen_as_a_torch_function,
-    assert_stays_on_gpu,
-    assert_trains_like_native,
-    compiled_refusals,
-    needs_cuda,
-    needs_cupy,
-    randn,
-    round_trip,
-    tolerances,
-)
 
 from reference import BadFFT, bad_fft
+
+from tests.contract import OpContract
+from tests.helpers import assert_matches, tolerances
 
 
 def native(x):
     return torch.fft.rfft2(x).abs()
 
 
-SHAPES = [(8, 8), (7, 9), (6, 5), (1, 1), (1, 6), (5, 1), (3, 4, 6), (2, 3, 5, 4)]
+class TestContract(OpContract):
+    op = staticmethod(bad_fft)
+    native = staticmethod(native)
+    samples = tuple({"x": shape} for shape in [(3, 4, 6), (8, 8), (7, 9), (6, 5), (1, 1), (1, 6), (5, 1), (2, 3, 5, 4)])
+    bad_inputs = (
+        ({"x": (5,)}, ValueError, r"x must have at least 2 dims \(..., H, W\), got shape \(5,\)"),
+        ({"x": (3, 0)}, ValueError, r"x must have H and W of at least 1, got shape \(3, 0\)"),
+        (
+            {"x": lambda dtype, device: torch.ones(3, 4, dtype=torch.bool)},
+            TypeError,
+            "x must be float16, bfloat16, float32 or float64, got torch.bool",
+        ),
+        (
+            {"x": lambda dtype, device: torch.ones(3, 4, dtype=torch.complex64)},
+            TypeError,
+            "x must be .* got torch.complex64",
+        ),
+        (
+            {"x": lambda dtype, device: torch.eye(3).to_sparse()},
+            TypeError,
+            r"x must be a dense \(strided\) tensor, got layout torch.sparse_coo",
+        ),
+    )
+    # (batch, size, size) float32 images, from 64x64 to 1024x1024.
+    benchmark_samples = tuple({"x": (batch, size, size)} for size in (64, 256, 1024) for batch in (1, 4, 16))
 
-
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("shape", SHAPES)
-def test_values_and_gradient_match_native(shape, dtype, device):
-    assert_matches(bad_fft, native, randn(*shape, dtype=dtype, device=device), **tolerances(dtype))
-
-
-def test_keeps_dtype_and_shape(device):
-    for dtype in (torch.float32, torch.float64):
-        x = randn(2, 7, 9, dtype=dtype, device=device)
-        y = bad_fft(x)
-        assert (y.dtype, y.shape, y.device.type) == (dtype, (2, 7, 5), device)
-        y.sum().backward()
-        assert x.grad.dtype == dtype
-
-
-@pytest.mark.parametrize("view", ["transpose", "step", "expand"])
-def test_non_contiguous_input(view, device):
-    base = randn(4, 10, 12, device=device)
-    x = {"transpose": base.transpose(-1, -2), "step": base[:, ::2, 1::3], "expand": base[:1].expand(3, -1, -1)}[view]
-    assert not x.is_contiguous()
-    assert_matches(bad_fft, native, x, **tolerances(x.dtype))
-
-
-@pytest.mark.parametrize("shape", [(6, 8), (5, 7), (2, 3, 4)])
-def test_gradcheck_and_gradgradcheck(shape, device):
-    x = randn(*shape, device=device)
-    assert torch.autograd.gradcheck(bad_fft, (x,), check_forward_ad=True)
-    assert torch.autograd.gradgradcheck(bad_fft, (x,), check_fwd_over_rev=True, check_rev_over_rev=True)
-
-
-def test_forward_mode_matches_native(device):
-    x, tangent = torch.randn(2, 5, 6, dtype=torch.float64, device=device), torch.randn(2, 5, 6, dtype=torch.float64)
-    tangent = tangent.to(device)
-    torch.testing.assert_close(torch.func.jvp(bad_fft, (x,), (tangent,)), torch.func.jvp(native, (x,), (tangent,)))
-    torch.testing.assert_close(torch.func.jacfwd(bad_fft)(x[0]), torch.func.jacfwd(native)(x[0]))
-    with torch.autograd.forward_ad.dual_level():
-        dual = torch.autograd.forward_ad.make_dual(x, tangent)
-        ours = torch.autograd.forward_ad.unpack_dual(bad_fft(dual)).tangent
-        theirs = torch.autograd.forward_ad.unpack_dual(native(dual)).tangent
-    torch.testing.assert_close(ours, theirs)
-
-
-def test_second_derivatives_match_native(device):
-    """Reverse over reverse and forward over reverse, where |Y| > 0 (random input: everywhere)."""
-    x = torch.randn(4, 5, dtype=torch.float64, device=device)
-    weights = torch.randn(4, 3, dtype=torch.float64, device=device)
-
-    def loss(fn):
-        return lambda x: (fn(x) * weights).sum()
-
-    torch.testing.assert_close(torch.func.hessian(loss(bad_fft))(x), torch.func.hessian(loss(native))(x))
-    rev_rev = torch.func.jacrev(torch.func.jacrev(loss(bad_fft)))(x)
-    torch.testing.assert_close(rev_rev, torch.func.jacrev(torch.func.jacrev(loss(native)))(x))
-    rev_fwd = torch.func.jacrev(torch.func.jacfwd(loss(bad_fft)))(x)
-    torch.testing.assert_close(rev_fwd, torch.func.hessian(loss(native))(x))
-
-
-def test_output_owns_its_memory(device):
-    x = randn(4, 6, device=device)
-    y = bad_fft(x)
-    (grad,) = torch.autograd.grad(y.sum(), x)
-    pointers = {t.untyped_storage().data_ptr() for t in (x, y, grad)}
-    assert len(pointers) == 3
-
-
-@pytest.mark.parametrize("requires_grad", [False, True])
-def test_opcheck(requires_grad, device):
-    x = torch.randn(3, 5, 6, device=device, requires_grad=requires_grad)
-    torch.library.opcheck(torch.ops.reference.bad_fft, (x,))
-    torch.library.opcheck(torch.ops.reference.bad_fft_forward, (x.detach(),))
-
-
-def test_opcheck_derivative_ops(device):
-    """The derivative ops are checked on plain tensors; their Functions differentiate them."""
-    x, direction = torch.randn(3, 5, 6, device=device), torch.randn(3, 5, 6, device=device)
-    grad, spectrum = torch.randn(3, 5, 4, device=device), torch.fft.rfft2(x)
-    # Each takes the leading tensors, the state (x and the saved spectrum) and the shapes it gives.
-    torch.library.opcheck(torch.ops.reference.bad_fft_backward, (grad, x, spectrum, [3, 5, 6]))
-    torch.library.opcheck(torch.ops.reference.bad_fft_jvp, (direction, x, spectrum, [3, 5, 4]))
-    torch.library.opcheck(torch.ops.reference.bad_fft_curvature, (grad, direction, x, spectrum, [3, 5, 6]))
-
-
-def test_torch_ops_path_matches_the_function(device):
-    """torch.ops.reference.bad_fft: values and derivatives, reverse and forward, eager and compiled."""
-    op = torch.ops.reference.bad_fft
-    assert_matches(op, native, randn(5, 6, device=device))
-    compiled = torch.compile(lambda x: op(x) * 2, fullgraph=True)
-    assert_matches(compiled, lambda x: native(x) * 2, randn(5, 6, device=device))
-    x, tangent = torch.randn(5, 6, dtype=torch.float64, device=device), torch.randn(5, 6, dtype=torch.float64)
-    with torch.autograd.forward_ad.dual_level():
-        dual = torch.autograd.forward_ad.make_dual(x, tangent.to(device))
-        ours = torch.autograd.forward_ad.unpack_dual(op(dual)).tangent
-        theirs = torch.autograd.forward_ad.unpack_dual(native(dual)).tangent
-    torch.testing.assert_close(ours, theirs)
-
-
-@pytest.mark.parametrize("transform", [torch.func.grad, torch.func.jacrev, torch.func.jacfwd])
-def test_torch_ops_path_refuses_torch_func_derivatives(transform, device):
-    """Never the zero tangents of a custom op's autograd: a clear error that names the public function.
-
-    vmap alone works: torch runs the op once per sample.
-    """
-    x = torch.randn(3, 5, 6, dtype=torch.float64, device=device)
-    torch.testing.assert_close(torch.func.vmap(torch.ops.reference.bad_fft)(x), native(x))
-    with pytest.raises(RuntimeError, match=r"does not run under torch.func transforms .* call reference.bad_fft"):
-        transform(lambda x: torch.ops.reference.bad_fft(x).sum())(x)
-
-
-def test_export(device):
-    model = torch.nn.Sequential(torch.nn.Linear(8, 8), BadFFT()).to(device)
-    x = torch.randn(2, 6, 8, device=device)
-    exported = torch.export.export(model, (x,)).module()
-    torch.testing.assert_close(exported(x), native(model[0](x)))
-
-
-@pytest.mark.parametrize("mode", [None, "reduce-overhead"])
-def test_compile_fullgraph(mode, device):
-    """Also with CUDA graphs ("reduce-overhead"), which leave out the op: it is tagged cudagraph_unsafe."""
-    model = torch.nn.Sequential(torch.nn.Linear(8, 8), BadFFT()).to(device)
-    compiled = torch.compile(model, fullgraph=True, mode=mode)
-    x = torch.randn(2, 6, 8, device=device)
-    expected = model(x)
-    torch.testing.assert_close(compiled(x), expected)
-    grads = torch.autograd.grad(compiled(x).sum(), list(model.parameters()))
-    torch.testing.assert_close(grads, torch.autograd.grad(expected.sum(), list(model.parameters())))
-
-
-def test_vmap(device):
-    x = torch.randn(5, 3, 6, 7, device=device, dtype=torch.float64)
-    for in_dims in (0, 1, 3):
-        moved = x.movedim(0, in_dims)
-        torch.testing.assert_close(torch.func.vmap(bad_fft, in_dims=in_dims)(moved), native(x))
-
-
-def test_func_grad_and_jacrev(device):
-    x = torch.randn(4, 5, dtype=torch.float64, device=device)
-    grad = torch.func.grad(lambda x: bad_fft(x).sum())(x)
-    torch.testing.assert_close(grad, torch.func.grad(lambda x: native(x).sum())(x))
-    torch.testing.assert_close(torch.func.jacrev(bad_fft)(x), torch.func.jacrev(native)(x))
-    per_sample = torch.func.vmap(torch.func.grad(lambda x: bad_fft(x).pow(2).sum()))(x[None].expand(3, -1, -1))
-    torch.testing.assert_close(per_sample[1], torch.func.grad(lambda x: native(x).pow(2).sum())(x))
-
-
-BAD_INPUT = [
-    (torch.ones(5), ValueError, r"x must have at least 2 dims \(..., H, W\), got shape \(5,\)"),
-    (torch.ones(3, 0), ValueError, r"x must have H and W of at least 1, got shape \(3, 0\)"),
-    (
-        torch.ones(3, 4, dtype=torch.int64),
-        TypeError,
-        "x must be float16, bfloat16, float32 or float64, got torch.int64",
-    ),
-    (torch.ones(3, 4, dtype=torch.bool), TypeError, "x must be float16, bfloat16, float32 or float64, got torch.bool"),
-    (torch.ones(3, 4, dtype=torch.complex64), TypeError, "x must be .* got torch.complex64"),
-]
-
-
-@pytest.mark.parametrize(
-    ("x", "error", "message"),
-    [
-        *BAD_INPUT,
-        ([[1.0]], TypeError, "x must be a torch.Tensor, got list"),
-        (torch.eye(3).to_sparse(), TypeError, r"x must be a dense \(strided\) tensor, got layout torch.sparse_coo"),
-    ],
-)
-def test_bad_input(x, error, message):
-    with pytest.raises(error, match=f"^bad_fft: {message}"):
-        bad_fft(x)
-
-
-@pytest.mark.parametrize(("x", "error", "message"), BAD_INPUT)
-def test_every_path_refuses_bad_input_alike(x, error, message):
-    """torch.ops, eager and compiled, checks what the public function checks: the same declared op."""
-    with pytest.raises(error, match=f"^bad_fft: {message}"):
-        torch.ops.reference.bad_fft(x)
-    with pytest.raises(compiled_refusals(), match=f"bad_fft: {message}"):
-        torch.compile(torch.ops.reference.bad_fft, fullgraph=True, dynamic=False)(x)
-
-
-@pytest.mark.parametrize("sharding", SHARDINGS)
-def test_trains_under_ddp_and_fsdp_as_native(sharding, process_group):
-    """FSDP frees each parameter's storage after the forward (resize_(0)): the op must leave it resizable."""
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(8, 8), BadFFT())
-    assert_trains_like_native(model, lambda module, x: native(x), torch.randn(4, 6, 8), sharding)
-
-
-def test_compiled_forward_mode_gives_native_values_or_a_clear_error(device):
-    x = torch.randn(2, 5, 6, dtype=torch.float64, device=device)
-    refusal = "bad_fft_forward got a forward-mode tangent .* outside torch.compile"
-    assert_compiled_forward_mode_matches_native(bad_fft, native, x, refusal)
-
-
-def test_traces_scripts_and_defers_to_tensor_likes_as_torch_functions_do():
-    assert_seen_as_a_torch_function(torch.nn.Sequential(torch.nn.Linear(6, 6), BadFFT()), bad_fft, torch.randn(4, 6))
-
-
-def test_meta_device_gives_shapes_without_computing():
-    x = torch.empty(2, 5, 6, device="meta", requires_grad=True)
-    y = BadFFT()(x)
-    assert (y.device.type, y.shape) == ("meta", (2, 5, 4))
-    (grad,) = torch.autograd.grad(y.sum(), x)
-    assert (grad.device.type, grad.shape) == ("meta", x.shape)
-
-
-@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-def test_half_precision_is_computed_in_float32(dtype, device):
-    x = torch.randn(3, 8, 6, device=device).to(dtype).requires_grad_()
-    assert_matches(bad_fft, lambda x: native(x.float()).to(dtype), x)
-    compiled = torch.compile(lambda x: torch.ops.reference.bad_fft(x) * 2, fullgraph=True)
-    torch.testing.assert_close(compiled(x), bad_fft(x) * 2)
-
-
-def test_autocast_runs_in_float32(device):
-    model = torch.nn.Sequential(torch.nn.Linear(6, 6), BadFFT()).to(device)
-    x = torch.randn(4, 5, 6, device=device)
-    with torch.autocast(device, dtype=torch.bfloat16):
-        y = model(x)
-    assert y.dtype == torch.float32  # as native rfft2, an op that autocast runs in float32
-    torch.testing.assert_close(y, native(model[0](x)), rtol=2e-2, atol=5e-2)
-    y.sum().backward()
-    assert all(p.grad is not None and p.grad.isfinite().all() for p in model.parameters())
-
-
-def test_empty_batch(device):
-    """As native's shapes (native rfft2 itself fails on an empty batch on some builds: an MKL error)."""
-    x = randn(3, 0, 8, 6, device=device)
-    y = bad_fft(x)
-    assert y.shape == (3, 0, 8, 4)
-    (grad,) = torch.autograd.grad(y.sum(), x)
-    assert grad.shape == x.shape
-    torch.library.opcheck(torch.ops.reference.bad_fft, (torch.randn(0, 5, 6, device=device, requires_grad=True),))
-
-
-@pytest.mark.cuda
-@needs_cuda
-def test_cuda_round_trip_matches_native():
-    with round_trip():
-        assert_matches(bad_fft, native, randn(3, 6, 7, device="cuda"))
-
-
-@pytest.mark.cuda
-@needs_cuda
-@needs_cupy
-def test_cuda_tensors_never_leave_the_gpu():
-    x = randn(2, 16, 16, device="cuda")
-
-    def step():
-        bad_fft(x).sum().backward()
-
-    assert_stays_on_gpu(step)
+    @staticmethod
+    def module():
+        return BadFFT(), (4, 6, 8), lambda module, x: native(x)
 
 
 # ----------------------------------------------------------------------------
@@ -294,14 +59,6 @@ def test_zero_spectrum_has_zero_gradient(device):
     bad_fft(x).sum().backward()
     assert torch.equal(x.grad, torch.zeros_like(x))
     assert_matches(bad_fft, native, torch.ones(4, 6, dtype=torch.float64, device=device, requires_grad=True))
-
-
-def test_third_derivatives_raise_a_clear_error(device):
-    x = randn(4, 6, device=device)
-    (grad,) = torch.autograd.grad(bad_fft(x).pow(2).sum(), x, create_graph=True)
-    (second,) = torch.autograd.grad(grad.pow(2).sum(), x, create_graph=True)
-    with pytest.raises(RuntimeError, match="bad_fft: third derivatives are not supported"):
-        second.sum().backward()
 
 
 def test_module():

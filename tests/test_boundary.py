@@ -8,11 +8,12 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from conftest import needs_cuda, needs_cupy, round_trip
 
 from reference import _boundary, _kernel_ops
 from reference._boundary import host_round_trip, run_kernel
 from reference._kernel_ops import all_at_once, batch_first, kernel_op
+
+from tests.helpers import needs_cuda, needs_cupy, round_trip
 
 
 def recording_kernel(seen: dict):

@@ -1,8 +1,11 @@
-"""Ops declared from scratch with `declare_op`, added to one blank project as a user adds them, pass its whole suite.
+"""Nine ops in one project, as a user gets there: the three starters, and six ops declared from scratch.
 
-Each op module (declared_ops/ops/<op>.py, which becomes src/own_ops/<op>.py) and its tests
-(declared_ops/tests/<op>.py, which become tests/test_<op>.py) take a shape that the blank
-starter's (data, a broadcasting weight, a float) does not:
+The project is the blank starter's; the fft and conv2d starters join it by the generated README's
+command (rendering into the project), which changes no file it already has but the exports. Then
+six ops of shapes that the blank starter's (data, a broadcasting weight, a float) does not take
+are added by hand, each an op module (declared_ops/ops/<op>.py, which becomes src/own_ops/<op>.py),
+its declaration into the contract (declared_ops/tests/<op>.py, which becomes tests/test_<op>.py)
+and its benchmark script, as the blank starter's:
 - log_cosh: one input and no hyperparameter, with every derivative kernel;
 - fir_filter: a parameter (learnable taps) that does not broadcast with x, bilinear;
 - local_max: int and int[] hyperparameters, a saved integer index, reverse mode only;
@@ -15,10 +18,12 @@ declared_ops/ruff.toml lints those files here as the generated project lints the
 import os
 import shutil
 import sys
+import time
 from pathlib import Path
 
 import pytest
-from test_template import assert_suite_passes, render, run
+
+from tests.test_template import REPO, add_op_command, assert_suite_passes, files, render, run
 
 DECLARED_OPS = Path(__file__).resolve().parent / "declared_ops"
 
@@ -31,13 +36,16 @@ OPS = {
     "normalize": "Normalize",
     "masked_scale": "MaskedScale",
 }
+STARTERS = {"fft": ("bad_fft", "BadFFT"), "conv2d": ("scipy_conv2d", "ScipyConv2d")}
 
 
 def add_op(project: Path, op: str, module: str) -> None:
-    """What the user does: an op module, its tests, and the op exported from the package."""
+    """What the user does: an op module, its tests, its benchmark, and the op exported from the package."""
     package = project / "src" / "own_ops"
     shutil.copyfile(DECLARED_OPS / "ops" / f"{op}.py", package / f"{op}.py")
     shutil.copyfile(DECLARED_OPS / "tests" / f"{op}.py", project / "tests" / f"test_{op}.py")
+    blank_benchmark = (project / "benchmarks" / "bench_my_op.py").read_text(encoding="utf-8")
+    (project / "benchmarks" / f"bench_{op}.py").write_text(blank_benchmark.replace("my_op", op), encoding="utf-8")
     init = package / "__init__.py"
     source = init.read_text(encoding="utf-8")
     source = source.replace(
@@ -47,8 +55,16 @@ def add_op(project: Path, op: str, module: str) -> None:
 
 
 @pytest.mark.slow
-def test_ops_declared_in_a_blank_project_pass_its_whole_suite(tmp_path):
+def test_nine_ops_in_one_project_pass_its_whole_suite(tmp_path):
     project = render(tmp_path, starter="blank", project_slug="own-ops", package_name="own_ops")
+    command = add_op_command((project / "README.md").read_text(encoding="utf-8"))
+    for starter, (op, module) in STARTERS.items():
+        before = {path: path.read_bytes() for path in files(project)}
+        names = [f"starter={starter}", f"op_name={op}", f"class_name={module}"]
+        run(sys.executable, "-m", "cookiecutter", str(REPO), *command[2:], *names, cwd=project)
+        for path, content in before.items():  # nothing of the first ops or the project changes, but the exports
+            if path.name != "__init__.py":
+                assert path.read_bytes() == content, path
     for op, module in OPS.items():
         add_op(project, op, module)
     # The user's pre-commit hooks sort the imports and __all__ and format; then the project is lint-clean.
@@ -56,7 +72,9 @@ def test_ops_declared_in_a_blank_project_pass_its_whole_suite(tmp_path):
     run(sys.executable, "-m", "ruff", "format", "--no-cache", "--quiet", ".", cwd=project)
     run(sys.executable, "-m", "ruff", "check", "--no-cache", ".", cwd=project)
     env = {**os.environ, "PYTHONPATH": str(project / "src")}
+    start = time.perf_counter()
     result = run(sys.executable, "-m", "pytest", "-q", "-rA", "-p", "no:cacheprovider", cwd=project, env=env)
-    assert_suite_passes(result, at_least=150)
-    for op in ("my_op", *OPS):
-        assert f"PASSED tests/test_{op}.py::" in result.stdout, f"no test of {op} ran"
+    print(f"nine ops' suite: {result.stdout.splitlines()[-1]} ({time.perf_counter() - start:.0f} s)")
+    assert_suite_passes(result, at_least=600)
+    for op in ("my_op", "bad_fft", "scipy_conv2d", *OPS):
+        assert f"PASSED tests/test_{op}.py::TestContract::" in result.stdout, f"no contract test of {op} ran"

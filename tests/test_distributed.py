@@ -12,9 +12,10 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from conftest import SHARDINGS, assert_trains_like_native
 
 from reference import BadFFT, MyOp, ScipyConv2d
+
+from tests.helpers import SHARDINGS, assert_trains_like_native
 
 
 def native_conv2d(module, x):

@@ -1,7 +1,7 @@
-"""scipy_conv2d: values and gradients against native torch, and every way a PyTorch user calls it.
+"""scipy_conv2d: the contract every op keeps, declared for this op, and the checks of this op's own design.
 
-The tests above the marked part at the bottom are the contract that every op keeps; the
-marked part checks choices of this op's design: change or delete those where your op differs.
+`TestContract` declares the op into the contract (tests/contract.py); the tests at the bottom
+check choices of this op's design: change or delete those where your op differs.
 """
 
 import collections
@@ -11,24 +11,13 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import (
-    SHARDINGS,
-    assert_compiled_forward_mode_matches_native,
-    assert_matches,
-    assert_seen_as_a_torch_function,
-    assert_stays_on_gpu,
-    assert_trains_like_native,
-    compiled_refusals,
-    needs_cuda,
-    needs_cupy,
-    randn,
-    round_trip,
-    tolerances,
-)
 from torch.utils.flop_counter import FlopCounterMode
 
 from reference import ScipyConv2d, scipy_conv2d
 from reference._boundary import NUMPY
+
+from tests.contract import OpContract
+from tests.helpers import assert_matches, randn, tolerances
 
 op_module = importlib.import_module("reference.scipy_conv2d")  # the package's `scipy_conv2d` is the function
 
@@ -59,157 +48,69 @@ CASES = [
     ((2, 3, 18, 17), (8, 7)),
 ]
 
-
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize(("shape", "kernel"), CASES)
-def test_values_and_gradients_match_native(shape, kernel, dtype, device):
-    input, weight, bias = randn(*shape, dtype=dtype, device=device), randn(*kernel, dtype=dtype, device=device), None
-    if len(shape) > 2:
-        bias = randn(1, dtype=dtype, device=device)
-    assert_matches(scipy_conv2d, native, input, weight, bias, **tolerances(dtype))
+F64 = torch.float64
 
 
-@pytest.mark.parametrize("view", ["transpose", "step", "expand", "flip"])
-def test_non_contiguous_input_and_weight(view, device):
-    base = randn(4, 14, 12, device=device)
-    input = {
-        "transpose": base.transpose(-1, -2),
-        "step": base[:, ::2, 1::2],
-        "expand": base[:1].expand(3, -1, -1),
-        "flip": base.flip(-1),
-    }[view]
-    weight = randn(5, 6, device=device).t()
-    assert not weight.is_contiguous()
-    assert_matches(scipy_conv2d, native, input, weight)
-
-
-@pytest.mark.parametrize(("shape", "kernel"), [((6, 7), (2, 3)), ((9, 8), (8, 7)), ((2, 9, 8), (4, 6))])
-def test_gradcheck_and_gradgradcheck(shape, kernel, device):
-    inputs = (randn(*shape, device=device), randn(*kernel, device=device), randn(1, device=device))
-    assert torch.autograd.gradcheck(scipy_conv2d, inputs, check_forward_ad=True)
-    assert torch.autograd.gradgradcheck(scipy_conv2d, inputs, check_fwd_over_rev=True)
-
-
-def test_output_owns_its_memory(device):
-    input, weight = randn(4, 4, device=device), torch.ones(1, 1, dtype=torch.float64, device=device)
-    y = scipy_conv2d(input, weight)
-    torch.testing.assert_close(y, input)
-    assert y.untyped_storage().data_ptr() != input.untyped_storage().data_ptr()
-
-
-@pytest.mark.parametrize("with_bias", [False, True])
-@pytest.mark.parametrize("requires_grad", [False, True])
-@pytest.mark.parametrize(("shape", "kernel"), [((3, 7, 8), (2, 3)), ((6, 9), (5, 5)), ((9, 8), (8, 7))])
-def test_opcheck(shape, kernel, requires_grad, with_bias, device):
-    bias = torch.randn(1, device=device) if with_bias else None
-    args = (torch.randn(*shape, device=device), torch.randn(*kernel, device=device), bias)
-    torch.library.opcheck(torch.ops.reference.scipy_conv2d_forward, args)
-    args = tuple(a if a is None else a.requires_grad_(requires_grad) for a in args)
-    torch.library.opcheck(torch.ops.reference.scipy_conv2d, args)
-
-
-@pytest.mark.parametrize("with_bias", [False, True])
-@pytest.mark.parametrize(("shape", "kernel"), [((3, 7, 8), (2, 3)), ((9, 8), (8, 7))])
-def test_opcheck_derivative_ops(shape, kernel, with_bias, device):
-    """The derivative ops are checked on plain tensors; their Functions differentiate them.
-
-    Each takes the leading tensors, the state (input, weight, bias) and the shapes of the
-    derivatives it gives: None for one it does not give, and for an absent bias's.
-    """
-    input, input_direction = (torch.randn(*shape, device=device) for _ in range(2))
-    weight, weight_direction = (torch.randn(*kernel, device=device) for _ in range(2))
-    bias, bias_direction = (torch.randn(1, 1, device=device) if with_bias else None for _ in range(2))
-    out_shape = (*shape[:-2], shape[-2] - kernel[-2] + 1, shape[-1] - kernel[-1] + 1)
-    grad = torch.randn(out_shape, device=device)
-    state = (input, weight, bias)
-    bias_target = [1, 1] if with_bias else None
-    for targets in (
-        [list(shape), list(kernel), bias_target],
-        [None, list(kernel), bias_target],
-        [list(shape), None, None],
-    ):
-        torch.library.opcheck(torch.ops.reference.scipy_conv2d_backward, (grad, *state, *targets))
-        directions = (input_direction, weight_direction, bias_direction)
-        torch.library.opcheck(torch.ops.reference.scipy_conv2d_curvature, (grad, *directions, *state, *targets))
-    tangents = (input_direction, weight_direction, bias_direction)
-    torch.library.opcheck(torch.ops.reference.scipy_conv2d_jvp, (*tangents, *state, list(out_shape)))
-
-
-@pytest.mark.parametrize(("shape", "kernel"), [((6, 7), (2, 3)), ((9, 8), (5, 5))])
-def test_forward_mode_matches_native(shape, kernel, device):
-    input, weight = randn(2, *shape, device=device).detach(), randn(*kernel, device=device).detach()
-    tangents = (torch.randn_like(input), torch.randn_like(weight))
-    ours = torch.func.jvp(scipy_conv2d, (input, weight), tangents)
-    torch.testing.assert_close(ours, torch.func.jvp(native, (input, weight), tangents))
-    jacobians = torch.func.jacfwd(scipy_conv2d, argnums=(0, 1))(input[0], weight)
-    torch.testing.assert_close(jacobians, torch.func.jacfwd(native, argnums=(0, 1))(input[0], weight))
-    forward_ad = torch.autograd.forward_ad
-    with forward_ad.dual_level():
-        dual = forward_ad.make_dual(input, tangents[0]), forward_ad.make_dual(weight, tangents[1])
-        torch.testing.assert_close(
-            forward_ad.unpack_dual(scipy_conv2d(*dual)).tangent, forward_ad.unpack_dual(native(*dual)).tangent
-        )
-
-    def loss(fn):
-        return lambda weight: fn(input[0], weight).pow(2).sum()
-
-    torch.testing.assert_close(torch.func.hessian(loss(scipy_conv2d))(weight), torch.func.hessian(loss(native))(weight))
-
-
-def test_torch_ops_path_matches_the_function(device):
-    """torch.ops.reference.scipy_conv2d: values and derivatives, reverse and forward, eager and compiled."""
-    op = torch.ops.reference.scipy_conv2d
-    assert_matches(op, native, randn(6, 7, device=device), randn(3, 3, device=device))
-    assert_matches(op, native, randn(2, 6, 7, device=device), randn(3, 3, device=device), randn(1, device=device))
-    compiled = torch.compile(lambda x, w: op(x, w) * 2, fullgraph=True)
-    assert_matches(compiled, lambda x, w: native(x, w) * 2, randn(6, 7, device=device), randn(3, 3, device=device))
-    input, weight = randn(6, 7, device=device).detach(), randn(3, 3, device=device).detach()
-    forward_ad = torch.autograd.forward_ad
-    with forward_ad.dual_level():
-        dual = forward_ad.make_dual(input, torch.randn_like(input))
-        torch.testing.assert_close(
-            forward_ad.unpack_dual(op(dual, weight)).tangent, forward_ad.unpack_dual(native(dual, weight)).tangent
-        )
-    batch = torch.randn(3, 6, 7, dtype=torch.float64, device=device)
-    torch.testing.assert_close(torch.func.vmap(op, in_dims=(0, None))(batch, weight), native(batch, weight))
-
-
-@pytest.mark.parametrize("transform", [torch.func.grad, torch.func.jacrev, torch.func.jacfwd])
-def test_torch_ops_path_refuses_torch_func_derivatives(transform, device):
-    input, weight = torch.randn(6, 7, device=device), torch.randn(3, 3, device=device)
-    with pytest.raises(RuntimeError, match=r"does not run under torch.func transforms .* call reference.scipy_conv2d"):
-        transform(lambda w: torch.ops.reference.scipy_conv2d(input, w).sum())(weight)
-
-
-def test_export(device):
-    model = torch.nn.Sequential(ScipyConv2d(3, 3), torch.nn.ReLU()).to(device)
-    x = torch.randn(2, 9, 8, device=device)
-    torch.testing.assert_close(torch.export.export(model, (x,)).module()(x), model(x))
-
-
-@pytest.mark.parametrize("mode", [None, "reduce-overhead"])
-def test_compile_fullgraph(mode, device):
-    """Also with CUDA graphs ("reduce-overhead"), which leave out the op: it is tagged cudagraph_unsafe."""
-    model = torch.nn.Sequential(ScipyConv2d(3, 3), torch.nn.ReLU(), ScipyConv2d(5, 5)).to(device)
-    compiled = torch.compile(model, fullgraph=True, mode=mode)
-    x = torch.randn(2, 12, 12, device=device)
-    expected = model(x)
-    torch.testing.assert_close(compiled(x), expected, **tolerances(torch.float32))
-    grads = torch.autograd.grad(compiled(x).sum(), list(model.parameters()))
-    expected_grads = torch.autograd.grad(expected.sum(), list(model.parameters()))
-    torch.testing.assert_close(grads, expected_grads, **tolerances(torch.float32))
-
-
-def test_vmap_over_input_and_weight(device):
-    input = torch.randn(4, 3, 9, 8, dtype=torch.float64, device=device)
-    weights = torch.randn(5, 3, 2, dtype=torch.float64, device=device)
-    torch.testing.assert_close(
-        torch.func.vmap(scipy_conv2d, in_dims=(1, None))(input.movedim(0, 1), weights[0]), native(input, weights[0])
+class TestContract(OpContract):
+    op = staticmethod(scipy_conv2d)
+    native = staticmethod(native)
+    samples = (
+        {"input": (3, 10, 9), "weight": (4, 5), "bias": (1,)},
+        *({"input": shape, "weight": kernel} for shape, kernel in CASES),
+        {"input": (2, 7, 6), "weight": (3, 2), "bias": ()},
     )
-    by_weight = torch.func.vmap(scipy_conv2d, in_dims=(None, 0))(input, weights)
-    torch.testing.assert_close(by_weight, torch.stack([native(input, w) for w in weights]))
-    both = torch.func.vmap(scipy_conv2d)(input, weights[:4])
-    torch.testing.assert_close(both, torch.stack([native(x, w) for x, w in zip(input, weights, strict=False)]))
+    bad_inputs = (
+        (
+            {"input": (5,), "weight": (2, 2)},
+            ValueError,
+            r"input must have at least 2 dims \(..., H, W\), got shape \(5,\)",
+        ),
+        ({"input": (0, 4), "weight": (2, 2)}, ValueError, r"input must have H and W of at least 1, got shape \(0, 4\)"),
+        (
+            {"input": lambda dtype, device: torch.ones(4, 4, dtype=torch.bool), "weight": (2, 2)},
+            TypeError,
+            "input must be float16, bfloat16, float32 or",
+        ),
+        (
+            {"input": lambda dtype, device: torch.ones(4, 4, dtype=torch.complex64), "weight": (2, 2)},
+            TypeError,
+            "input must be .* got torch.complex64",
+        ),
+        (
+            {"input": (4, 4), "weight": (0, 2)},
+            ValueError,
+            r"weight must have H and W of at least 1, got shape \(0, 2\)",
+        ),
+        ({"input": (4, 4), "weight": (5, 2)}, ValueError, r"weight of shape \(5, 2\) is larger than the input's"),
+        ({"input": (4, 4), "weight": (3,)}, ValueError, r"weight must be 2-D \(kH, kW\), got shape \(3,\)"),
+        ({"input": (4, 4), "weight": (1, 2, 2)}, ValueError, r"weight must be 2-D \(kH, kW\), got shape \(1, 2, 2\)"),
+        ({"input": (4, 4), "weight": (2, 2), "bias": (2,)}, ValueError, r"bias must hold one element .* \(2,\)"),
+        ({"input": (4, 4), "weight": (2, 2), "bias": (1, 1, 1)}, ValueError, r"bias must hold one element .*"),
+        (
+            {"input": (4, 4), "weight": lambda dtype, device: torch.ones(2, 2, device="meta")},
+            ValueError,
+            "weight must be on the input's device cpu",
+        ),
+        (
+            {"input": lambda dtype, device: torch.eye(4).to_sparse(), "weight": (2, 2)},
+            TypeError,
+            r"input must be a dense \(strided\) tensor, got",
+        ),
+    )
+    # (batch, size, kernel): float32 images size x size, a kernel x kernel weight and a bias.
+    benchmark_samples = tuple(
+        {"input": (b, s, s), "weight": (k, k), "bias": (1,)}
+        for b, s, k in [(1, 128, 3), (1, 256, 3), (1, 256, 15), (1, 512, 31), (8, 128, 7), (32, 128, 5), (8, 256, 3)]
+    )
+
+    @staticmethod
+    def module():
+        return ScipyConv2d(3, 3), (4, 6, 8), lambda module, x: native(x, module.weight, module.bias)
+
+
+# ----------------------------------------------------------------------------
+# This op's design: change or delete each test where your op differs.
+# ----------------------------------------------------------------------------
 
 
 def test_bias_under_torch_func(device):
@@ -231,128 +132,6 @@ def test_bias_under_torch_func(device):
         torch.testing.assert_close(transform(by_bias(scipy_conv2d))(biases[0]), transform(by_bias(native))(biases[0]))
 
 
-def test_func_grad_jacrev_and_per_sample_gradients(device):
-    input = torch.randn(4, 7, 6, dtype=torch.float64, device=device)
-    weight = torch.randn(3, 2, dtype=torch.float64, device=device)
-
-    def loss(fn, w, x):
-        return fn(x, w).pow(2).sum()
-
-    torch.testing.assert_close(
-        torch.func.grad(loss, argnums=(1, 2))(scipy_conv2d, weight, input),
-        torch.func.grad(loss, argnums=(1, 2))(native, weight, input),
-    )
-    torch.testing.assert_close(
-        torch.func.jacrev(scipy_conv2d, argnums=1)(input[0], weight),
-        torch.func.jacrev(native, argnums=1)(input[0], weight),
-    )
-    per_sample = torch.func.vmap(torch.func.grad(loss, argnums=1), in_dims=(None, None, 0))
-    torch.testing.assert_close(per_sample(scipy_conv2d, weight, input), per_sample(native, weight, input))
-    hessian = torch.func.jacrev(torch.func.jacrev(loss, argnums=1), argnums=1)
-    torch.testing.assert_close(hessian(scipy_conv2d, weight, input[0]), hessian(native, weight, input[0]))
-
-
-F64 = torch.float64
-# Input the op itself refuses, on every path: the public function, torch.ops, compile.
-
-
-OP_BAD_INPUT = [
-    ((torch.ones(5), torch.ones(2, 2)), ValueError, r"input must have at least 2 dims \(..., H, W\), got shape \(5,\)"),
-    ((torch.ones(0, 4), torch.ones(2, 2)), ValueError, r"input must have H and W of at least 1, got shape \(0, 4\)"),
-    ((torch.ones(4, 4, dtype=torch.int32), torch.ones(2, 2)), TypeError, "input must be float16, bfloat16, float32 or"),
-    ((torch.ones(4, 4, dtype=torch.bool), torch.ones(2, 2)), TypeError, "input must be float16, bfloat16, float32 or"),
-    ((torch.ones(4, 4, dtype=torch.complex64), torch.ones(2, 2)), TypeError, "input must be .* got torch.complex64"),
-    ((torch.ones(4, 4), torch.ones(0, 2)), ValueError, r"weight must have H and W of at least 1, got shape \(0, 2\)"),
-    ((torch.ones(4, 4), torch.ones(5, 2)), ValueError, r"weight of shape \(5, 2\) is larger than the input's"),
-    ((torch.ones(4, 4), torch.ones(2, 2, dtype=F64)), TypeError, "weight must have the input's dtype torch.float32"),
-    ((torch.ones(4, 4), torch.ones(3)), ValueError, r"weight must be 2-D \(kH, kW\), got shape \(3,\)"),
-    ((torch.ones(4, 4), torch.ones(1, 2, 2)), ValueError, r"weight must be 2-D \(kH, kW\), got shape \(1, 2, 2\)"),
-    ((torch.ones(4, 4), torch.ones(2, 2), torch.ones(2)), ValueError, r"bias must hold one element .* \(2,\)"),
-    ((torch.ones(4, 4), torch.ones(2, 2), torch.ones(1, 1, 1)), ValueError, r"bias must hold one element .*"),
-    ((torch.ones(4, 4), torch.ones(2, 2), torch.ones(1, dtype=F64)), TypeError, "bias must have the input's dtype"),
-]
-
-
-@pytest.mark.parametrize(
-    ("args", "error", "message"),
-    [
-        *OP_BAD_INPUT,
-        ((torch.ones(4, 4), "w"), TypeError, "weight must be a torch.Tensor, got str"),
-        ((torch.ones(4, 4), torch.ones(2, 2), 1.0), TypeError, "bias must be a torch.Tensor, got float"),
-        ((torch.ones(4, 4), torch.ones(2, 2, device="meta")), ValueError, "weight must be on the input's device cpu"),
-        ((torch.eye(4).to_sparse(), torch.ones(2, 2)), TypeError, r"input must be a dense \(strided\) tensor, got"),
-    ],
-)
-def test_bad_input(args, error, message):
-    with pytest.raises(error, match=f"^scipy_conv2d: {message}"):
-        scipy_conv2d(*args)
-
-
-@pytest.mark.parametrize(("args", "error", "message"), OP_BAD_INPUT)
-def test_every_path_refuses_bad_input_alike(args, error, message):
-    with pytest.raises(error, match=f"^scipy_conv2d: {message}"):
-        torch.ops.reference.scipy_conv2d(*args)
-    with pytest.raises(compiled_refusals(), match=f"scipy_conv2d: {message}"):
-        torch.compile(torch.ops.reference.scipy_conv2d, fullgraph=True, dynamic=False)(*args)
-
-
-@pytest.mark.parametrize("sharding", SHARDINGS)
-def test_trains_under_ddp_and_fsdp_as_native(sharding, process_group):
-    """FSDP frees each parameter's storage after the forward (resize_(0)): the op must leave it resizable."""
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(8, 8), ScipyConv2d(3, 3))
-    x = torch.randn(4, 6, 8)
-    assert_trains_like_native(model, lambda module, x: native(x, module.weight, module.bias), x, sharding)
-
-
-def test_compiled_forward_mode_gives_native_values_or_a_clear_error(device):
-    x, weight = torch.randn(2, 7, 6, dtype=torch.float64, device=device), torch.randn(3, 2, dtype=torch.float64)
-    weight = weight.to(device)
-    assert_compiled_forward_mode_matches_native(
-        lambda x: scipy_conv2d(x, weight),
-        lambda x: native(x, weight),
-        x,
-        r"scipy_conv2d_forward got a forward-mode tangent .* outside torch.compile",
-    )
-
-
-def test_traces_scripts_and_defers_to_tensor_likes_as_torch_functions_do():
-    model = torch.nn.Sequential(torch.nn.Linear(6, 6), ScipyConv2d(3, 2))
-    assert_seen_as_a_torch_function(model, scipy_conv2d, torch.randn(2, 5, 6))
-
-
-@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-@pytest.mark.parametrize("kernel", [(2, 3), (8, 7)])  # by taps and by FFT
-def test_half_precision_is_computed_in_float32(dtype, kernel, device):
-    input = torch.randn(2, 16, 15, device=device).to(dtype).requires_grad_()
-    weight = torch.randn(*kernel, device=device).to(dtype).requires_grad_()
-
-    def in_float32(input, weight):
-        return native(input.float(), weight.float()).to(dtype)
-
-    assert_matches(scipy_conv2d, in_float32, input, weight)
-    module = ScipyConv2d(*kernel, dtype=dtype, device=device)
-    assert module(input).dtype == dtype
-
-
-def test_autocast_runs_in_float32(device):
-    model = torch.nn.Sequential(torch.nn.Linear(12, 12), ScipyConv2d(3, 3)).to(device)
-    x = torch.randn(4, 10, 12, device=device)
-    with torch.autocast(device, dtype=torch.bfloat16):
-        y = model(x)
-    assert y.dtype == torch.float32
-    conv = model[1]
-    torch.testing.assert_close(y, native(model[0](x), conv.weight, conv.bias), rtol=2e-2, atol=5e-2)
-    y.sum().backward()
-    assert all(p.grad is not None and p.grad.isfinite().all() for p in model.parameters())
-
-
-def test_empty_batch(device):
-    input, weight = randn(3, 0, 9, 8, device=device), randn(4, 5, device=device)
-    assert_matches(scipy_conv2d, native, input, weight)
-    torch.library.opcheck(torch.ops.reference.scipy_conv2d, (input, weight))
-
-
 def test_meta_device_and_deferred_init():
     """As native: shapes without computation on the meta device, forward and backward; then materialised."""
     module = ScipyConv2d(3, 2, device="meta")
@@ -370,32 +149,6 @@ def test_meta_device_and_deferred_init():
     assert module.weight.abs().max() <= 1 / 6**0.5 and module.bias.abs().max() <= 1 / 6**0.5
     input = torch.randn(2, 6, 7, requires_grad=True)
     assert_matches(module, lambda x: native(x, module.weight, module.bias), input)
-
-
-@pytest.mark.cuda
-@needs_cuda
-def test_cuda_round_trip_matches_native():
-    input, weight, bias = randn(2, 9, 8, device="cuda"), randn(3, 4, device="cuda"), randn(1, device="cuda")
-    with round_trip():
-        assert_matches(scipy_conv2d, native, input, weight, bias)
-
-
-@pytest.mark.cuda
-@needs_cuda
-@needs_cupy
-@pytest.mark.parametrize("kernel", [3, 9])
-def test_cuda_tensors_never_leave_the_gpu(kernel):
-    input, weight = randn(2, 32, 32, device="cuda"), randn(kernel, kernel, device="cuda")
-
-    def step():
-        scipy_conv2d(input, weight).sum().backward()
-
-    assert_stays_on_gpu(step)
-
-
-# ----------------------------------------------------------------------------
-# This op's design: change or delete each test where your op differs.
-# ----------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("bias_shape", [(), (1,), (1, 1)])
@@ -503,9 +256,10 @@ def native_transposed(input, weight):
 
 
 def transposed(input, weight):
-    """The op's transpose, the full convolution, as the backward op gives it: the input's gradient for `input`."""
+    """The op's transpose, the full convolution, as the backward op gives it (with placeholders for the
+    gradients not asked for): the input's gradient for `input`."""
     full = [*input.shape[:-2], input.shape[-2] + weight.shape[-2] - 1, input.shape[-1] + weight.shape[-1] - 1]
-    (out,) = torch.ops.reference.scipy_conv2d_backward(input, input.new_zeros(full), weight, None, full, None, None)
+    out, _, _ = torch.ops.reference.scipy_conv2d_backward(input, input.new_zeros(full), weight, None, full, None, None)
     return out
 
 

@@ -1,0 +1,1 @@
+"""The tests, a package: they import what they share as tests.helpers and tests.contract."""

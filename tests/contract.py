@@ -1,0 +1,634 @@
+"""The contract every op keeps, whatever its math: one suite, which each op's test file declares into.
+
+An op's test file subclasses `OpContract` and declares, as PyTorch's OpInfo does:
+
+    class TestContract(OpContract):
+        op = staticmethod(my_op)          # the public function
+        native = staticmethod(native)     # torch's version, or a slow but obviously correct one
+        samples = [{"x": (8, 8), "weight": (8,), "frequency": 0.7}, ...]
+
+A sample gives each argument by name: a shape (a tuple) for a tensor input, which becomes a
+random float tensor that requires grad; a function `(dtype, device) -> tensor` for one that
+needs particular values; the value itself otherwise. Arguments left out take their
+defaults. The first sample's first tensor has a leading batch dim, which the per-sample
+checks vmap over, and which empty-batch checks set to 0.
+
+What the op supports comes from its declaration (`declare_op`): forward mode where it has a
+jvp kernel, second order where it also has a curvature kernel, and its parameters. Each
+check runs where the op supports it, and elsewhere checks that the op refuses with its one
+clear error. Optional attributes: `bad_inputs`, `benchmark_samples`, `module`,
+`half_precision`, `torchscript`, `tolerances`. Hessians take the smallest sample whose tensors have
+at least two elements each.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import runpy
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
+
+import pytest
+import torch
+
+from tests.helpers import (
+    SHARDINGS,
+    assert_compiled_forward_mode_matches_native,
+    assert_matches,
+    assert_seen_as_a_torch_function,
+    assert_stays_on_gpu,
+    assert_trains_like_native,
+    compiled_refusals,
+    needs_cuda,
+    needs_cupy,
+    outputs,
+    round_trip,
+    tolerances,
+)
+
+# A bad input: the sample, the error type, and a regular expression its message matches after "<op>: ".
+BadInput = tuple[dict[str, Any], type[Exception], str]
+
+_NOT_A = {"float": 1j, "int": 1.5, "SymInt": 1.5, "List[int]": "a", "bool": "yes", "str": 1}
+
+
+class OpContract:
+    op: Callable[..., Any]
+    native: Callable[..., Any]
+    samples: Sequence[dict[str, Any]]
+    # Inputs the op refuses beyond the shared rules (float tensors of one dtype and device, data that
+    # broadcasts, each argument of its schema type), which the contract derives from the schema.
+    bad_inputs: Sequence[BadInput] = ()
+    # Larger samples for the benchmark (benchmarks/compare.py); the tests run it on `samples`.
+    benchmark_samples: Sequence[dict[str, Any]] = ()
+    # The op's nn.Module: `module()` gives (a module, an input's shape, `native(module, x)`).
+    module: Callable[[], tuple[torch.nn.Module, tuple[int, ...], Callable[..., Any]]] | None = None
+    half_precision = True
+    # False where TorchScript cannot read the public function's signature (a tuple default, as int[] has).
+    torchscript = True
+    tolerances: ClassVar[dict[torch.dtype, dict[str, float]]] = {}
+
+    # ------------------------------------------------------------------
+    # What the declaration says
+    # ------------------------------------------------------------------
+
+    @property
+    def declared(self):
+        return type(self).op.declared
+
+    @property
+    def name(self) -> str:
+        return self.declared.name
+
+    @property
+    def has_jvp(self) -> bool:
+        return "jvp" in self.declared.roles
+
+    @property
+    def has_second_order(self) -> bool:
+        return self.has_jvp and "curvature" in self.declared.roles
+
+    def call(self, *args):
+        return type(self).op(*args)
+
+    def call_native(self, *args):
+        return type(self).native(*args)
+
+    def args(self, sample, dtype=torch.float64, device="cpu", requires_grad=True) -> list:
+        """The sample's arguments by position, in the schema's order, defaults filled in."""
+        args = []
+        for a in self.declared.arguments:
+            value = sample.get(a.name, a.default) if a.has_default else sample[a.name]
+            if a.is_tensor and isinstance(value, tuple):
+                value = torch.randn(value, dtype=dtype, device=device)
+            elif a.is_tensor and callable(value):
+                value = value(dtype, device)
+            if isinstance(value, torch.Tensor) and value.dtype.is_floating_point:
+                value = value.detach().requires_grad_(requires_grad)
+            args.append(value)
+        return args
+
+    def tensor_positions(self, args) -> list[int]:
+        return [i for i, a in enumerate(args) if isinstance(a, torch.Tensor)]
+
+    def over_tensors(self, fn, args):
+        """`fn` as a function of the tensor arguments alone, the others fixed, and those tensors."""
+        positions = self.tensor_positions(args)
+
+        def of_tensors(*tensors):
+            full = list(args)
+            for i, t in zip(positions, tensors, strict=True):
+                full[i] = t
+            return fn(*full)
+
+        return of_tensors, [args[i] for i in positions]
+
+    def float_outputs(self, fn):
+        """`fn` with its float outputs only (not an index): what derivatives are taken of."""
+
+        def float_only(*args):
+            kept = tuple(o for o in outputs(fn(*args)) if o.dtype.is_floating_point)
+            return kept[0] if len(kept) == 1 else kept
+
+        return float_only
+
+    def loss(self, fn):
+        """A scalar of `fn`'s float outputs whose derivatives of every order are nonzero."""
+
+        def loss(*args):
+            return sum(o.pow(2).sum() for o in outputs(self.float_outputs(fn)(*args)))
+
+        return loss
+
+    def small_sample(self) -> dict[str, Any]:
+        """The sample with the fewest elements whose tensors have at least two each: for Hessians, whose
+        cost grows with the square of the size."""
+        sizes = []
+        for sample in self.samples:
+            tensors = [self.args(sample)[i] for i in self.tensor_positions(self.args(sample))]
+            if all(t.numel() >= 2 for t in tensors):
+                sizes.append((sum(t.numel() for t in tensors), len(sizes), sample))
+        return min(sizes)[2] if sizes else self.samples[0]
+
+    def tolerance(self, dtype) -> dict[str, float]:
+        return self.tolerances.get(dtype) or tolerances(dtype)
+
+    def refusal(self, kernel: str) -> str:
+        return rf"{self.name}: .* needs a {kernel} kernel, which the op does not declare"
+
+    def pytest_generate_tests(self, metafunc):
+        if "sample" in metafunc.fixturenames:
+            metafunc.parametrize("sample", self.samples, ids=[f"sample{i}" for i in range(len(self.samples))])
+        cases = self.shared_bad_inputs() + list(self.bad_inputs)
+        if "bad" in metafunc.fixturenames:
+            metafunc.parametrize("bad", cases, ids=[f"bad{i}" for i in range(len(cases))])
+        if "bad_tensors" in metafunc.fixturenames:
+            tensors = [case for case in cases if self._well_typed(case[0])]
+            metafunc.parametrize("bad_tensors", tensors, ids=[f"bad{i}" for i in range(len(tensors))])
+        if "vmapped" in metafunc.fixturenames:
+            names = [a.name for a in self.declared.arguments if a.is_tensor and self.samples[0].get(a.name) is not None]
+            metafunc.parametrize("vmapped", [*names, "all"])
+
+    def _shapes(self, sample) -> dict[str, tuple[int, ...]]:
+        """The shape of each tensor input of `sample` (not an absent optional one), by name."""
+        args = self.args(sample, requires_grad=False)
+        return {self.declared.arguments[i].name: tuple(args[i].shape) for i in self.tensor_positions(args)}
+
+    def shared_bad_inputs(self) -> list[BadInput]:
+        """The rules every op shares, on the first sample: each argument of its schema type, float tensors
+        of the first tensor's dtype."""
+        sample, cases = self.samples[0], []
+        shapes = self._shapes(sample)
+        tensors = list(shapes)
+        for a in self.declared.arguments:
+            if a.is_tensor and a.name in tensors:
+                shape = shapes[a.name]
+                ints = lambda dtype, device, shape=shape: torch.ones(shape, dtype=torch.int64)  # noqa: E731
+                cases.append(({**sample, a.name: ints}, TypeError, f"{a.name} must be float16, bfloat16, float32"))
+                cases.append(({**sample, a.name: [1.0]}, TypeError, f"{a.name} must be a torch.Tensor, got list"))
+                if a.name != tensors[0]:
+                    wider = lambda dtype, device, shape=shape: torch.ones(shape, dtype=torch.float64)  # noqa: E731
+                    message = f"{a.name} must have the {tensors[0]}'s dtype torch.float32, got torch.float64"
+                    cases.append(({**sample, a.name: wider}, TypeError, message))
+            elif not a.is_tensor and a.type.removeprefix("Optional[").removesuffix("]") in _NOT_A:
+                wrong = _NOT_A[a.type.removeprefix("Optional[").removesuffix("]")]
+                cases.append(({**sample, a.name: wrong}, TypeError, f"{a.name} must be a"))
+        return cases
+
+    # ------------------------------------------------------------------
+    # Values
+    # ------------------------------------------------------------------
+
+    @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+    def test_values_and_gradients_match_native(self, sample, dtype, device):
+        args = self.args(sample, dtype, device)
+        assert_matches(self.call, self.call_native, *args, **self.tolerance(dtype))
+
+    def test_non_contiguous_inputs(self, device):
+        """Every tensor input a strided view: each kernel gets the values, whatever the memory layout."""
+        args = self.args(self.samples[0], device=device)
+        for i in self.tensor_positions(args):
+            if args[i].numel() > 1:
+                base = torch.stack([args[i].detach(), torch.zeros_like(args[i])], dim=-1).requires_grad_()
+                args[i] = base[..., 0]
+                assert not args[i].is_contiguous()
+        assert_matches(self.call, self.call_native, *args)
+
+    def test_empty_batch(self, device):
+        """A new leading dim of size 0 on the first tensor: native's shapes (from the meta device: some builds of
+        native FFTs fail on an empty batch), and empty gradients."""
+        sample = dict(self.samples[0])
+        first = next(a.name for a in self.declared.arguments if a.is_tensor)
+        sample[first] = (0, *self._shapes(sample)[first])
+        args = self.args(sample, device=device)
+        results = outputs(self.call(*args))
+        expected = outputs(self.call_native(*self.args(sample, device="meta")))
+        assert [(o.shape, o.dtype) for o in results] == [(o.shape, o.dtype) for o in expected]
+        inputs = [args[i] for i in self.tensor_positions(args)]
+        grads = torch.autograd.grad(self.loss(self.call)(*args), inputs, materialize_grads=True)
+        assert [g.shape for g in grads] == [t.shape for t in inputs]
+        torch.library.opcheck(self.declared.op, tuple(args))
+
+    @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+    def test_half_precision_is_computed_in_float32(self, dtype, device):
+        if not self.half_precision:
+            pytest.skip("the op does not take half precision")
+        args = self.args(self.samples[0], dtype, device)
+
+        def in_float32(*args):
+            wide = [a.float() if isinstance(a, torch.Tensor) else a for a in args]
+            return tuple(o.to(dtype) if o.dtype.is_floating_point else o for o in outputs(self.call_native(*wide)))
+
+        assert_matches(lambda *a: outputs(self.call(*a)), in_float32, *args)
+
+    def test_autocast_runs_in_float32(self, device):
+        """Under autocast, float inputs of mixed dtypes are taken and computed in float32, values and gradients."""
+        args = self.args(self.samples[0], torch.float32, device)
+        first = self.tensor_positions(args)[0]
+        args[first] = args[first].detach().to(torch.bfloat16).requires_grad_()
+
+        def under_autocast(*args):
+            with torch.autocast(torch.device(device).type, dtype=torch.bfloat16):
+                return self.call(*args)
+
+        def in_float32(*args):
+            return self.call_native(*[a.float() if isinstance(a, torch.Tensor) else a for a in args])
+
+        assert all(o.dtype != torch.bfloat16 for o in outputs(under_autocast(*args)))
+        assert_matches(under_autocast, in_float32, *args, rtol=1e-4, atol=1e-4)
+
+    def test_outputs_own_their_memory(self, device):
+        """New storages for outputs and gradients, none shared with an input, each resizable (FSDP frees them)."""
+        args = self.args(self.samples[0], device=device)
+        inputs = [args[i] for i in self.tensor_positions(args)]
+        results = outputs(self.call(*args))
+        grads = torch.autograd.grad(self.loss(self.call)(*args), inputs)
+        tensors = [*inputs, *results, *grads]
+        assert len({t.untyped_storage().data_ptr() for t in tensors}) == len(tensors)
+        for t in [*results, *grads]:
+            t.detach().untyped_storage().resize_(0)
+
+    def test_meta_device_gives_native_shapes_without_computing(self):
+        args = self.args(self.samples[0], device="meta")
+        ours, theirs = outputs(self.call(*args)), outputs(self.call_native(*args))
+        assert [(o.device.type, o.shape, o.dtype) for o in ours] == [(o.device.type, o.shape, o.dtype) for o in theirs]
+        inputs = [args[i] for i in self.tensor_positions(args)]
+        grads = torch.autograd.grad(self.loss(self.call)(*args), inputs)
+        assert [(g.device.type, g.shape) for g in grads] == [("meta", t.shape) for t in inputs]
+
+    # ------------------------------------------------------------------
+    # Derivatives
+    # ------------------------------------------------------------------
+
+    def test_gradcheck(self, device):
+        """Reverse mode, batched gradients (vmap over the backward), and forward mode where the op has it."""
+        fn, tensors = self.over_tensors(self.float_outputs(self.call), self.args(self.samples[0], device=device))
+        assert torch.autograd.gradcheck(fn, tensors, check_forward_ad=self.has_jvp, check_batched_grad=True)
+
+    def test_gradgradcheck_or_a_clear_refusal(self, device):
+        fn, tensors = self.over_tensors(self.float_outputs(self.call), self.args(self.samples[0], device=device))
+        if self.has_second_order:
+            assert torch.autograd.gradgradcheck(fn, tensors, check_fwd_over_rev=True, check_rev_over_rev=True)
+        else:
+            grads = torch.autograd.grad(self.loss(fn)(*tensors), tensors, create_graph=True)
+            with pytest.raises(RuntimeError, match=self.refusal("(jvp|curvature)")):
+                torch.autograd.grad(sum(g.sum() for g in grads), tensors)
+
+    def test_grad_and_jacrev_match_native(self, device):
+        fn, tensors = self.over_tensors(self.call, self.args(self.samples[0], device=device))
+        native, _ = self.over_tensors(self.call_native, self.args(self.samples[0], device=device))
+        tensors = [t.detach() for t in tensors]
+        argnums = tuple(range(len(tensors)))
+        grad = torch.func.grad(self.loss(fn), argnums=argnums)(*tensors)
+        torch.testing.assert_close(grad, torch.func.grad(self.loss(native), argnums=argnums)(*tensors))
+        jacobian = torch.func.jacrev(self.float_outputs(fn), argnums=argnums)(*tensors)
+        torch.testing.assert_close(jacobian, torch.func.jacrev(self.float_outputs(native), argnums=argnums)(*tensors))
+
+    def test_forward_mode_matches_native_or_is_refused(self, device):
+        """torch.func.jvp, jacfwd and dual tensors; without a jvp kernel, the op's error."""
+        fn, tensors = self.over_tensors(self.float_outputs(self.call), self.args(self.samples[0], device=device))
+        native, _ = self.over_tensors(self.float_outputs(self.call_native), self.args(self.samples[0], device=device))
+        tensors = [t.detach() for t in tensors]
+        tangents = [torch.randn_like(t) for t in tensors]
+        if not self.has_jvp:
+            with pytest.raises(RuntimeError, match=self.refusal("jvp")):
+                torch.func.jvp(fn, tuple(tensors), tuple(tangents))
+            return
+        torch.testing.assert_close(
+            torch.func.jvp(fn, tuple(tensors), tuple(tangents)), torch.func.jvp(native, tuple(tensors), tuple(tangents))
+        )
+        argnums = tuple(range(len(tensors)))
+        torch.testing.assert_close(
+            torch.func.jacfwd(fn, argnums=argnums)(*tensors), torch.func.jacfwd(native, argnums=argnums)(*tensors)
+        )
+        forward_ad = torch.autograd.forward_ad
+        with forward_ad.dual_level():
+            duals = [forward_ad.make_dual(t, d) for t, d in zip(tensors, tangents, strict=True)]
+            ours, theirs = outputs(fn(*duals)), outputs(native(*duals))
+            for a, b in zip(ours, theirs, strict=True):
+                torch.testing.assert_close(forward_ad.unpack_dual(a).tangent, forward_ad.unpack_dual(b).tangent)
+
+    def test_second_derivatives_match_native(self, device):
+        """Hessians three ways, hvp, and dual tensors through torch.autograd.grad (forward over reverse)."""
+        if not self.has_second_order:
+            pytest.skip("the op declares no second derivatives (see test_gradgradcheck_or_a_clear_refusal)")
+        sample = self.small_sample()
+        fn, tensors = self.over_tensors(self.call, self.args(sample, device=device))
+        native, _ = self.over_tensors(self.call_native, self.args(sample, device=device))
+        tensors = [t.detach() for t in tensors]
+        ours, theirs = self.loss(fn), self.loss(native)
+        for i in range(len(tensors)):
+            expected = torch.func.hessian(theirs, argnums=i)(*tensors)
+            torch.testing.assert_close(torch.func.hessian(ours, argnums=i)(*tensors), expected)
+            rev_rev = torch.func.jacrev(torch.func.jacrev(ours, argnums=i), argnums=i)(*tensors)
+            torch.testing.assert_close(rev_rev, expected)
+            rev_fwd = torch.func.jacrev(torch.func.jacfwd(ours, argnums=i), argnums=i)(*tensors)
+            torch.testing.assert_close(rev_fwd, expected)
+        directions = tuple(torch.randn_like(t) for t in tensors)
+        hvp = torch.autograd.functional.hvp(ours, tuple(tensors), directions)[1]
+        torch.testing.assert_close(hvp, torch.autograd.functional.hvp(theirs, tuple(tensors), directions)[1])
+        forward_ad = torch.autograd.forward_ad
+        leaves = [t.clone().requires_grad_() for t in tensors]
+        with forward_ad.dual_level():
+            dual = forward_ad.make_dual(leaves[0], directions[0])
+            a = torch.autograd.grad(ours(dual, *leaves[1:]), leaves)
+            b = torch.autograd.grad(theirs(dual, *leaves[1:]), leaves)
+            for x, y in zip(a, b, strict=True):
+                assert forward_ad.unpack_dual(x).tangent is not None
+                torch.testing.assert_close(forward_ad.unpack_dual(x).tangent, forward_ad.unpack_dual(y).tangent)
+
+    def test_third_derivatives_match_native_or_are_refused(self, device):
+        if not self.has_second_order:
+            pytest.skip("the op declares no second derivatives")
+        fn, tensors = self.over_tensors(self.call, self.args(self.samples[0], device=device))
+        native, _ = self.over_tensors(self.call_native, self.args(self.samples[0], device=device))
+
+        def third(f):
+            grads = torch.autograd.grad(self.loss(f)(*tensors), tensors, create_graph=True)
+            seconds = torch.autograd.grad(sum(g.pow(2).sum() for g in grads), tensors, create_graph=True)
+            return torch.autograd.grad(sum(s.pow(2).sum() for s in seconds), tensors, materialize_grads=True)
+
+        if self.declared.third_derivatives_are_zero:
+            torch.testing.assert_close(third(fn), third(native))
+        else:
+            with pytest.raises(RuntimeError, match=f"{self.name}: third derivatives are not supported"):
+                third(fn)
+
+    # ------------------------------------------------------------------
+    # vmap and torch.func
+    # ------------------------------------------------------------------
+
+    def test_vmap_matches_a_loop(self, vmapped, device):
+        """vmap over one tensor input (or all) equals a Python loop over its samples, of the op and of native."""
+        draws = [self.args(self.samples[0], device=device, requires_grad=False) for _ in range(3)]
+        args, names = draws[0], [a.name for a in self.declared.arguments]
+        positions = [i for i in self.tensor_positions(args) if vmapped in ("all", names[i])]
+        batches = [torch.stack([d[i] for d in draws]) if i in positions else None for i in range(len(args))]
+        in_dims = tuple(0 if i in positions else None for i in range(len(args)))
+        full = [b if b is not None else a for a, b in zip(args, batches, strict=True)]
+        batched = outputs(torch.func.vmap(self.call, in_dims=in_dims)(*full))
+
+        def loop(fn):
+            per_sample = [
+                outputs(fn(*[a if b is None else b[k] for a, b in zip(args, batches, strict=True)])) for k in range(3)
+            ]
+            return tuple(torch.stack(o) for o in zip(*per_sample, strict=True))
+
+        torch.testing.assert_close(batched, loop(self.call))
+        torch.testing.assert_close(batched, loop(self.call_native))
+
+    def test_per_sample_gradients_match_native(self, device):
+        """Gradients of every tensor input, vmapped over the first's batch dim: per-sample gradients of the others."""
+        fn, tensors = self.over_tensors(self.call, self.args(self.samples[0], device=device))
+        native, _ = self.over_tensors(self.call_native, self.args(self.samples[0], device=device))
+        tensors = [t.detach() for t in tensors]
+        argnums = tuple(range(len(tensors)))
+        in_dims = (0, *[None] * (len(tensors) - 1))
+        ours = torch.func.vmap(torch.func.grad(self.loss(fn), argnums=argnums), in_dims=in_dims)(*tensors)
+        theirs = torch.func.vmap(torch.func.grad(self.loss(native), argnums=argnums), in_dims=in_dims)(*tensors)
+        torch.testing.assert_close(ours, theirs)
+
+    # ------------------------------------------------------------------
+    # torch.ops, opcheck, compile, export
+    # ------------------------------------------------------------------
+
+    def test_torch_ops_has_the_public_signature_and_defaults(self, device):
+        """torch.ops.<package>.<op>: the public function's names and defaults; arguments left out take them."""
+        import inspect
+
+        arguments = self.declared.op._schema.arguments
+        parameters = inspect.signature(type(self).op).parameters
+        assert [a.name for a in arguments] == list(parameters)
+        defaults = [a.default_value if a.has_default_value() else inspect.Parameter.empty for a in arguments]
+        assert [list(d) if isinstance(d, tuple) else d for d in defaults] == [
+            list(p.default) if isinstance(p.default, tuple) else p.default for p in parameters.values()
+        ]
+        # The dispatcher leaves out trailing arguments equal to their defaults, given or not.
+        required = [a.name for a in self.declared.arguments if not a.has_default]
+        args = self.args({n: self.samples[0][n] for n in required}, device=device)
+        given = args[len(required) :]
+        compiled = torch.compile(lambda *a: self.declared.op(*a), fullgraph=True)
+        for op in (self.declared.op, compiled):
+            assert_matches(lambda *a, op=op: op(*a[: len(required)]), self.call, *args)
+            assert_matches(lambda *a, op=op: op(*a[: len(required)], *given), self.call, *args)
+
+    def test_torch_ops_refuses_torch_func_derivatives(self, device):
+        """Never the zero tangents of a custom op's own autograd: an error that names the public function."""
+        fn, tensors = self.over_tensors(self.declared.op, self.args(self.samples[0], device=device))
+        tensors = [t.detach() for t in tensors]
+        message = (
+            rf"does not run under torch.func transforms .* call {re.escape(self.declared.qualname.replace('::', '.'))}"
+        )
+        with pytest.raises(RuntimeError, match=message):
+            torch.func.grad(self.loss(fn))(*tensors)
+
+    @pytest.mark.parametrize("requires_grad", [False, True])
+    def test_opcheck(self, requires_grad, device):
+        args = self.args(self.samples[0], torch.float32, device, requires_grad=requires_grad)
+        torch.library.opcheck(self.declared.op, tuple(args))
+        torch.library.opcheck(
+            self.declared.kernel_ops["forward"].op,
+            tuple(a.detach() if isinstance(a, torch.Tensor) else a for a in args),
+        )
+
+    def test_opcheck_derivative_kernel_ops(self, device):
+        """Each derivative kernel op on plain tensors: (leading tensors, state, targets), as its Function calls it."""
+        d = self.declared
+        args = [
+            a.detach() if isinstance(a, torch.Tensor) else a for a in self.args(self.samples[0], torch.float32, device)
+        ]
+        results = d.kernel_ops["forward"](*args)
+        results = results if isinstance(results, (tuple, list)) else (results,)
+        tensors = [args[i] for i in d.tensor_positions]
+        state = [*tensors, *results[len(d.outputs) :], *(args[i] for i in d.plain_positions)]
+        grads = [torch.randn_like(o) if o.dtype.is_floating_point else None for o in results[: len(d.outputs)]]
+        moves = [None if t is None else torch.randn_like(t) for t in tensors]
+        input_targets = [None if t is None else list(t.shape) for t in tensors]
+        output_targets = [list(o.shape) if o.dtype.is_floating_point else None for o in results[: len(d.outputs)]]
+        calls = {
+            "backward": (*grads, *state, *input_targets),
+            "jvp": (*moves, *state, *output_targets),
+            "curvature": (*grads, *moves, *state, *input_targets),
+        }
+        for role in d.roles:
+            torch.library.opcheck(d.kernel_ops[role].op, calls[role])
+
+    @pytest.mark.parametrize("dynamic", [False, True], ids=["static", "dynamic"])
+    def test_compile_fullgraph(self, dynamic, device):
+        """Values and gradients of compiled code around the op, with static and dynamic shapes."""
+        compiled = torch.compile(
+            lambda *a: tuple(o * 2 for o in outputs(self.call(*a))), fullgraph=True, dynamic=dynamic
+        )
+        for sample in self.samples[:2]:
+            args = self.args(sample, device=device)
+            assert_matches(compiled, lambda *a: tuple(o * 2 for o in outputs(self.call_native(*a))), *args)
+
+    def test_compiled_torch_func_matches_native(self, device):
+        """torch.func inside torch.compile: vmap gives native's values; grad, jvp and jacfwd native's values or
+        a clear error, never zeros."""
+        fn, tensors = self.over_tensors(self.call, self.args(self.samples[0], device=device))
+        native, _ = self.over_tensors(self.call_native, self.args(self.samples[0], device=device))
+        tensors = [t.detach() for t in tensors]
+        try:
+            grad = torch.compile(torch.func.grad(self.loss(fn)), fullgraph=True)(*tensors)
+        except Exception as error:  # torch 2.13 to 2.15 cannot trace it: the op says so
+            assert re.search(f"{self.name}_forward got tensors that a torch.func transform differentiates", str(error))
+        else:
+            torch.testing.assert_close(grad, torch.func.grad(self.loss(native))(*tensors))
+        in_dims = (0, *[None] * (len(tensors) - 1))
+        batched = torch.compile(torch.func.vmap(fn, in_dims=in_dims), fullgraph=True)(*tensors)
+        torch.testing.assert_close(batched, torch.func.vmap(native, in_dims=in_dims)(*tensors))
+        refusal = rf"{self.name}_forward got a forward-mode tangent .* outside torch.compile|{self.refusal('jvp')}"
+        first, rest = tensors[0], tensors[1:]
+        assert_compiled_forward_mode_matches_native(
+            lambda x: self.float_outputs(fn)(x, *rest), lambda x: self.float_outputs(native)(x, *rest), first, refusal
+        )
+
+    def test_export_saves_loads_and_backpropagates_as_native(self, device):
+        args = self.args(self.samples[0], device=device)
+        fn, tensors = self.over_tensors(self.call, args)
+
+        class Wrapped(torch.nn.Module):
+            def forward(self, *tensors):
+                return fn(*tensors)
+
+        exported = torch.export.export(Wrapped(), tuple(t.detach() for t in tensors))
+        buffer = io.BytesIO()
+        torch.export.save(exported, buffer)
+        buffer.seek(0)
+        native, _ = self.over_tensors(self.call_native, args)
+        for program in (exported, torch.export.load(buffer)):
+            module = program.module()
+            assert_matches(lambda *t, module=module: outputs(module(*t)), lambda *t: outputs(native(*t)), *tensors)
+
+    # ------------------------------------------------------------------
+    # Bad input
+    # ------------------------------------------------------------------
+
+    def test_bad_input(self, bad):
+        sample, error, message = bad
+        with pytest.raises(error, match=f"^{self.name}: {message}"):
+            self.call(*self.args(sample, torch.float32, requires_grad=False))
+
+    def test_every_path_refuses_bad_input_alike(self, bad_tensors):
+        """torch.ops, eager and compiled, refuses tensors as the public function does: the same declared op.
+
+        Compiled, the error comes in the exceptions torch.compile raises for them (see `compiled_refusals`).
+        (An argument of another type than the schema's meets the dispatcher's own checks first.)
+        """
+        sample, error, message = bad_tensors
+        args = self.args(sample, torch.float32, requires_grad=False)
+        with pytest.raises(error, match=f"^{self.name}: {message}"):
+            self.declared.op(*args)
+        with pytest.raises(compiled_refusals(), match=f"{self.name}: {message}"):
+            torch.compile(self.declared.op, fullgraph=True, dynamic=False)(*args)
+
+    def _well_typed(self, sample) -> bool:
+        """Whether each argument of `sample` has its schema type and each tensor is dense: what the dispatcher takes."""
+        for a, take in zip(self.declared.arguments, self.declared._takers, strict=True):
+            value = sample.get(a.name, a.default)
+            if a.is_tensor:
+                if callable(value):  # torch.compile refuses sparse tensors itself
+                    value = value(torch.float32, "cpu")
+                if not (value is None or isinstance(value, tuple) or getattr(value, "layout", None) == torch.strided):
+                    return False
+            else:
+                try:
+                    take(self.name, a.name, value)
+                except (TypeError, ValueError):
+                    return False
+        return True
+
+    # ------------------------------------------------------------------
+    # The module, and training
+    # ------------------------------------------------------------------
+
+    def _module(self):
+        if type(self).module is None:
+            pytest.skip("the op declares no module")
+        return type(self).module()
+
+    @pytest.mark.parametrize("sharding", SHARDINGS)
+    def test_module_trains_under_ddp_and_fsdp_as_native(self, sharding, process_group):
+        """FSDP frees each parameter's storage after the forward (resize_(0)): the op must leave it resizable."""
+        module, shape, native = self._module()
+        model = torch.nn.Sequential(torch.nn.Linear(shape[-1], shape[-1]), module)
+        assert_trains_like_native(model, native, torch.randn(shape), sharding)
+
+    @pytest.mark.parametrize("mode", [None, pytest.param("reduce-overhead", marks=needs_cuda)])
+    def test_module_compiles_fullgraph(self, mode, device):
+        """Also with CUDA graphs ("reduce-overhead"), which leave out the op: it is tagged cudagraph_unsafe."""
+        module, shape, _ = self._module()
+        model = torch.nn.Sequential(torch.nn.Linear(shape[-1], shape[-1]), module).to(device)
+        x = torch.randn(shape, device=device)
+        compiled = torch.compile(model, fullgraph=True, mode=mode)
+        expected = model(x)
+        torch.testing.assert_close(compiled(x), expected)
+        parameters = list(model.parameters())
+        torch.testing.assert_close(
+            torch.autograd.grad(compiled(x).sum(), parameters), torch.autograd.grad(expected.sum(), parameters)
+        )
+
+    def test_module_traces_scripts_and_defers_to_tensor_likes(self):
+        module, shape, _ = self._module()
+        model = torch.nn.Sequential(torch.nn.Linear(shape[-1], shape[-1]), module)
+        assert_seen_as_a_torch_function(model, type(self).op, torch.randn(shape), torchscript=self.torchscript)
+
+    def test_module_on_the_meta_device(self):
+        module, shape, native = self._module()
+        module = module.to("meta")
+        x = torch.empty(shape, device="meta", requires_grad=True)
+        y = module(x)
+        assert (y.device.type, y.shape) == ("meta", native(module, x).shape)
+        parameters = [x, *module.parameters()]
+        grads = torch.autograd.grad(y.sum(), parameters)
+        assert [(g.device.type, g.shape) for g in grads] == [("meta", p.shape) for p in parameters]
+
+    # ------------------------------------------------------------------
+    # CUDA, and the benchmark
+    # ------------------------------------------------------------------
+
+    @pytest.mark.cuda
+    @needs_cuda
+    def test_cuda_round_trip_matches_native(self):
+        with round_trip():
+            assert_matches(self.call, self.call_native, *self.args(self.samples[0], device="cuda"))
+
+    @pytest.mark.cuda
+    @needs_cuda
+    @needs_cupy
+    def test_cuda_tensors_never_leave_the_gpu(self):
+        args = self.args(self.samples[0], torch.float32, "cuda")
+
+        def step():
+            self.loss(self.call)(*args).backward()
+
+        assert_stays_on_gpu(step)
+
+    def test_benchmark_runs(self, monkeypatch, capsys):
+        """python -m benchmarks.bench_<op> --tiny: the op's benchmark script, on its first sample, once."""
+        monkeypatch.setattr(sys, "argv", [f"bench_{self.name}", "--tiny", "--device", "cpu"])
+        runpy.run_module(f"benchmarks.bench_{self.name}", run_name="__main__")
+        assert f"## {type(self).op.__name__}, forward + backward" in capsys.readouterr().out

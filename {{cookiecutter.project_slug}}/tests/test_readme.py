@@ -1,0 +1,1 @@
+{{ starter_file("tests/test_readme.py") }}
