@@ -453,8 +453,9 @@ _functorch_interpreters = _private("torch._functorch.pyfunctorch", "retrieve_all
 def _refuse_forward_over_forward_over_reverse(declared: DeclaredOp) -> None:
     """torch.func gives zeros, with no error, where two forward-mode transforms wrap a reverse-mode one
     around any autograd.Function whose derivatives apply Functions (jacfwd(jacfwd(grad(f))); torch 2.9 to
-    2.15). A reverse pass under two jvp levels is that case: refuse it."""
-    if _outside_torch_func() or _functorch_interpreters is None:
+    2.15). A reverse pass under two jvp levels is that case: refuse it. (torch.compile cannot trace the
+    interpreter stack; compiled forward mode is refused where it starts, see `kernel_op`.)"""
+    if torch.compiler.is_compiling() or _outside_torch_func() or _functorch_interpreters is None:
         return
     try:
         levels = [interpreter.key().name for interpreter in _functorch_interpreters()]

@@ -434,15 +434,31 @@ class OpContract:
             assert_matches(lambda *a, op=op: op(*a[: len(required)]), self.call, *args)
             assert_matches(lambda *a, op=op: op(*a[: len(required)], *given), self.call, *args)
 
-    def test_torch_ops_refuses_torch_func_derivatives(self, device):
-        """Never the zero tangents of a custom op's own autograd: an error that names the public function."""
+    def test_torch_ops_under_vmap_and_dual_tensors_and_refusing_torch_func_derivatives(self, device):
+        """torch.ops.<package>.<op>: vmap runs it once per sample, dual tensors get native's tangents (where the op
+        has a jvp kernel), and torch.func's derivative transforms get an error that names the public function,
+        never the zero tangents of a custom op's own autograd."""
         fn, tensors = self.over_tensors(self.declared.op, self.args(self.samples[0], device=device))
+        native, _ = self.over_tensors(self.call_native, self.args(self.samples[0], device=device))
         tensors = [t.detach() for t in tensors]
+        in_dims = (0, *[None] * (len(tensors) - 1))
+        torch.testing.assert_close(
+            torch.func.vmap(fn, in_dims=in_dims)(*tensors), torch.func.vmap(native, in_dims=in_dims)(*tensors)
+        )
+        if self.has_jvp:
+            forward_ad = torch.autograd.forward_ad
+            with forward_ad.dual_level():
+                duals = [forward_ad.make_dual(t, torch.randn_like(t)) for t in tensors]
+                for a, b in zip(
+                    outputs(self.float_outputs(fn)(*duals)), outputs(self.float_outputs(native)(*duals)), strict=True
+                ):
+                    torch.testing.assert_close(forward_ad.unpack_dual(a).tangent, forward_ad.unpack_dual(b).tangent)
         message = (
             rf"does not run under torch.func transforms .* call {re.escape(self.declared.qualname.replace('::', '.'))}"
         )
-        with pytest.raises(RuntimeError, match=message):
-            torch.func.grad(self.loss(fn))(*tensors)
+        for transform in (torch.func.grad, torch.func.jacrev, torch.func.jacfwd):
+            with pytest.raises(RuntimeError, match=message):
+                transform(self.loss(fn))(*tensors)
 
     @pytest.mark.parametrize("requires_grad", [False, True])
     def test_opcheck(self, requires_grad, device):
