@@ -45,6 +45,7 @@ STARTERS = {
     "blank": Starter("my_op", "MyOp"),
 }
 REFERENCE_PACKAGE = "reference"
+MAX_NAME_LENGTH = 24
 
 
 def rename(text: str, answers: dict) -> str:
@@ -176,6 +177,11 @@ def check_answers(answers: dict) -> None:
             "must be a PEP 440 version like 0.1.0",
         ),
         ("license", answers["license"] in LICENSES, f"must be one of {', '.join(LICENSES)}"),
+    ]
+    rules += [
+        # Longer names would move the generated code's line breaks: see the post-generation hook.
+        (key, len(answers[key]) <= MAX_NAME_LENGTH, f"must be at most {MAX_NAME_LENGTH} characters")
+        for key in ("package_name", "op_name", "class_name")
     ]
     rules += [
         # A tab is whitespace within the line; every other control character breaks a file it lands in.

@@ -56,7 +56,15 @@ def my_op_jvp_kernel(backend: ArrayBackend, x_tangent, weight_tangent, weight, p
     return weight * frequency * xp.cos(phase) * x_tangent + xp.sin(phase) * weight_tangent
 
 
-def my_op_curvature_kernel(backend: ArrayBackend, grad, x_direction, weight_direction, weight, phase, frequency):
+def my_op_curvature_kernel(
+    backend: ArrayBackend,
+    grad,
+    x_direction,
+    weight_direction,
+    weight,
+    phase,
+    frequency,
+):
     """Second order: how the backward's two gradients move when x and weight move in a direction."""
     xp = backend.xp
     cos, sin = xp.cos(phase), xp.sin(phase)
@@ -116,7 +124,8 @@ class MyOp(nn.Module):
         if features < 1:
             raise ValueError(f"MyOp: features must be positive, got {features}")
         if dtype is not None and dtype not in FLOAT_DTYPES:
-            raise TypeError(f"MyOp: dtype must be float16, bfloat16, float32 or float64, got {dtype}")
+            rule = "dtype must be float16, bfloat16, float32 or float64"
+            raise TypeError(f"MyOp: {rule}, got {dtype}")
         self.frequency = float_argument("MyOp", "frequency", frequency)
         self.weight = nn.Parameter(torch.ones(features, device=device, dtype=dtype))
 

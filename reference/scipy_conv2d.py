@@ -221,7 +221,14 @@ def scipy_conv2d_backward_kernel(backend: ArrayBackend, grad, input, weight, bia
     return grad_input, grad_weight, grad.sum().reshape(bias.shape) if wants_bias else None
 
 
-def scipy_conv2d_jvp_kernel(backend: ArrayBackend, input_tangent, weight_tangent, bias_tangent, input, weight):
+def scipy_conv2d_jvp_kernel(
+    backend: ArrayBackend,
+    input_tangent,
+    weight_tangent,
+    bias_tangent,
+    input,
+    weight,
+):
     """Forward mode: the op is bilinear, so its derivative is the op itself, once per input that moves."""
     moved = scipy_conv2d_forward_kernel(backend, input_tangent, weight, bias_tangent)
     return moved + scipy_conv2d_kernel(backend, input, weight_tangent)
@@ -257,9 +264,8 @@ def _check(input, weight, bias):
         )
     if bias is not None:
         if bias.numel() != 1 or bias.dim() > 2:
-            raise ValueError(
-                f"scipy_conv2d: bias must hold one element (shape (), (1,) or (1, 1)), got shape {tuple(bias.shape)}"
-            )
+            rule = "bias must hold one element (shape (), (1,) or (1, 1))"
+            raise ValueError(f"scipy_conv2d: {rule}, got shape {tuple(bias.shape)}")
 
 
 def _output(input, weight, bias):
@@ -330,7 +336,8 @@ class ScipyConv2d(nn.Module):
             if size < 1:
                 raise ValueError(f"ScipyConv2d: {name} must be a positive int, got {size!r}")
         if dtype is not None and dtype not in FLOAT_DTYPES:
-            raise TypeError(f"ScipyConv2d: dtype must be float16, bfloat16, float32 or float64, got {dtype}")
+            rule = "dtype must be float16, bfloat16, float32 or float64"
+            raise TypeError(f"ScipyConv2d: {rule}, got {dtype}")
         self.weight = nn.Parameter(torch.empty(kh, kw, device=device, dtype=dtype))
         self.bias = nn.Parameter(torch.empty(1, device=device, dtype=dtype)) if bias else None
         self.reset_parameters()

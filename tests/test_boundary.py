@@ -522,6 +522,6 @@ def test_fuse_on_cupy_matches_the_unfused_body(dtype):
     a, b = cupy.random.rand(3, 4).astype(dtype), cupy.random.rand(4).astype(dtype)
     fused = _boundary.CUPY.fuse(scaled_hypot)
     assert fused is _boundary.CUPY.fuse(scaled_hypot)  # compiled once
-    result, reference = fused(a, b, 0.5), scaled_hypot(cupy, a, b, 0.5)
+    result, expected = fused(a, b, 0.5), scaled_hypot(cupy, a, b, 0.5)
     assert result.dtype == reference.dtype == dtype
-    cupy.testing.assert_allclose(result, reference, rtol=1e-6)
+    cupy.testing.assert_allclose(result, expected, rtol=1e-6)

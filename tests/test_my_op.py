@@ -55,7 +55,8 @@ class TestContract(OpContract):
 
     @staticmethod
     def module():
-        return MyOp(8, frequency=0.9), (4, 6, 8), lambda module, x: native(x, module.weight, module.frequency)
+        layer = MyOp(8, frequency=0.9)
+        return layer, (4, 6, 8), lambda module, x: native(x, module.weight, module.frequency)
 
 
 # ----------------------------------------------------------------------------
@@ -121,7 +122,8 @@ def test_module():
         MyOp(5.0)
     with pytest.raises(ValueError, match=r"^MyOp: features must be positive, got 0"):
         MyOp(0)
-    with pytest.raises(TypeError, match=r"^MyOp: dtype must be float16, bfloat16, float32 or float64, got torch.int64"):
+    rule = "dtype must be float16, bfloat16, float32 or float64"
+    with pytest.raises(TypeError, match=f"^MyOp: {rule}, got torch.int64"):
         MyOp(3, dtype=torch.int64)
 
 

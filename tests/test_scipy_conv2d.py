@@ -19,7 +19,8 @@ from reference._boundary import NUMPY
 from tests.contract import OpContract
 from tests.helpers import assert_matches, randn, tolerances
 
-op_module = importlib.import_module("reference.scipy_conv2d")  # the package's `scipy_conv2d` is the function
+# The op's module: the package's `scipy_conv2d` is the function.
+op_module = importlib.import_module("reference.scipy_conv2d")
 
 
 def native(input, weight, bias=None):
@@ -129,7 +130,8 @@ def test_bias_under_torch_func(device):
     ours = torch.func.jvp(by_bias(scipy_conv2d), (biases[0],), (tangent,))
     torch.testing.assert_close(ours, torch.func.jvp(by_bias(native), (biases[0],), (tangent,)))
     for transform in (torch.func.jacrev, torch.func.jacfwd):
-        torch.testing.assert_close(transform(by_bias(scipy_conv2d))(biases[0]), transform(by_bias(native))(biases[0]))
+        ours = transform(by_bias(scipy_conv2d))(biases[0])
+        torch.testing.assert_close(ours, transform(by_bias(native))(biases[0]))
 
 
 def test_meta_device_and_deferred_init():
@@ -201,7 +203,8 @@ def test_module_bad_sizes(kh, kw, error):
 
 @pytest.mark.parametrize("dtype", [torch.int64, torch.complex64])
 def test_module_refuses_an_unsupported_dtype_when_built(dtype):
-    with pytest.raises(TypeError, match=r"^ScipyConv2d: dtype must be float16, bfloat16, float32 or float64"):
+    rule = "dtype must be float16, bfloat16, float32 or float64"
+    with pytest.raises(TypeError, match=f"^ScipyConv2d: {rule}"):
         ScipyConv2d(3, 3, dtype=dtype)
 
 
@@ -259,7 +262,8 @@ def transposed(input, weight):
     """The op's transpose, the full convolution, as the backward op gives it (with placeholders for the
     gradients not asked for): the input's gradient for `input`."""
     full = [*input.shape[:-2], input.shape[-2] + weight.shape[-2] - 1, input.shape[-1] + weight.shape[-1] - 1]
-    out, _, _ = torch.ops.reference.scipy_conv2d_backward(input, input.new_zeros(full), weight, None, full, None, None)
+    backward = torch.ops.reference.scipy_conv2d_backward
+    out, _, _ = backward(input, input.new_zeros(full), weight, None, full, None, None)
     return out
 
 
@@ -321,14 +325,14 @@ def test_flop_counts_match_native(shape, kernel, backward, device):
 def test_flop_counts_of_the_kernel_ops():
     """The forward op, given a weight with leading dims, counts one native output channel per kernel; the
     backward op counts the gradients it gives, as native's convolution_backward counts those it is asked for."""
+    forward = torch.ops.reference.scipy_conv2d_forward
+    backward = torch.ops.reference.scipy_conv2d_backward
     input, weight = torch.randn(3, 1, 12, 11), torch.randn(1, 4, 5, 6)
-    assert flops(torch.ops.reference.scipy_conv2d_forward, input, weight, None) == flops(
-        F.conv2d, input, weight.transpose(0, 1)
-    )
+    assert flops(forward, input, weight, None) == flops(F.conv2d, input, weight.transpose(0, 1))
     input, weight, bias, grad = torch.randn(3, 12, 11), torch.randn(5, 6), torch.randn(1), torch.randn(3, 8, 6)
     for wanted in ([True, False], [False, True], [True, True]):
         targets = [list(input.shape) if wanted[0] else None, list(weight.shape) if wanted[1] else None, [1]]
-        ours = flops(torch.ops.reference.scipy_conv2d_backward, grad, input, weight, bias, *targets)
+        ours = flops(backward, grad, input, weight, bias, *targets)
         native_args = (grad[:, None], input[:, None], weight[None, None], [1], [1, 1], [0, 0], [1, 1], False, [0, 0], 1)
         assert ours == flops(torch.ops.aten.convolution_backward, *native_args, [*wanted, True]) > 0
 
