@@ -206,14 +206,22 @@ class OpContract:
         args = self.args(sample, dtype, device)
         assert_matches(self.call, self.call_native, *args, **self.tolerance(dtype))
 
-    def test_non_contiguous_inputs(self, device):
-        """Every tensor input a strided view: each kernel gets the values, whatever the memory layout."""
+    @pytest.mark.parametrize("view", ["strided", "expanded", "transposed"])
+    def test_non_contiguous_inputs(self, view, device):
+        """Every tensor input a view: every other element, one sample expanded over the first dim (stride 0),
+        or the last two dims transposed. Each kernel gets the values, whatever the memory layout."""
         args = self.args(self.samples[0], device=device)
         for i in self.tensor_positions(args):
-            if args[i].numel() > 1:
-                base = torch.stack([args[i].detach(), torch.zeros_like(args[i])], dim=-1).requires_grad_()
-                args[i] = base[..., 0]
-                assert not args[i].is_contiguous()
+            t = args[i].detach()
+            if view == "strided" and t.numel() > 1:
+                args[i] = torch.stack([t, torch.zeros_like(t)], dim=-1).requires_grad_()[..., 0]
+            elif view == "expanded" and t.dim() >= 1 and t.shape[0] > 1:
+                args[i] = t[:1].clone().requires_grad_().expand_as(t)
+            elif view == "transposed" and t.dim() >= 2 and t.shape[-1] > 1 and t.shape[-2] > 1:
+                args[i] = t.transpose(-1, -2).contiguous().requires_grad_().transpose(-1, -2)
+            else:
+                continue
+            assert not args[i].is_contiguous()
         assert_matches(self.call, self.call_native, *args)
 
     def test_empty_batch(self, device):
@@ -606,6 +614,15 @@ class OpContract:
         torch.testing.assert_close(
             torch.autograd.grad(compiled(x).sum(), parameters), torch.autograd.grad(expected.sum(), parameters)
         )
+
+    def test_module_exports_and_backpropagates_as_in_eager(self):
+        module, shape, _ = self._module()
+        model = torch.nn.Sequential(torch.nn.Linear(shape[-1], shape[-1]), module)
+        x = torch.randn(shape, requires_grad=True)
+        exported = torch.export.export(model, (x.detach(),)).module()
+        torch.testing.assert_close(exported(x), model(x))
+        ours = torch.autograd.grad(exported(x).pow(2).sum(), (x, *exported.parameters()))
+        torch.testing.assert_close(ours, torch.autograd.grad(model(x).pow(2).sum(), (x, *model.parameters())))
 
     def test_module_traces_scripts_and_defers_to_tensor_likes(self):
         module, shape, _ = self._module()

@@ -523,5 +523,5 @@ def test_fuse_on_cupy_matches_the_unfused_body(dtype):
     fused = _boundary.CUPY.fuse(scaled_hypot)
     assert fused is _boundary.CUPY.fuse(scaled_hypot)  # compiled once
     result, expected = fused(a, b, 0.5), scaled_hypot(cupy, a, b, 0.5)
-    assert result.dtype == reference.dtype == dtype
+    assert result.dtype == expected.dtype == dtype
     cupy.testing.assert_allclose(result, expected, rtol=1e-6)
