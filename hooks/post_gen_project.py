@@ -42,9 +42,19 @@ if export_the_op():
         subprocess.run([formatter, "format", "--quiet", "--no-cache", init], check=True)
     else:
         print(f"ruff was not found: run `python -m ruff check --fix {PACKAGE_INIT}` once, to sort the exports.")
+    print(
+        """
+Added {{ cookiecutter.package_name }}.{{ cookiecutter.op_name }} and {{ cookiecutter.package_name }}.{{ cookiecutter.class_name }} ({{ cookiecutter.starter }} starter) to this project.
 
-print(
-    """
+Next steps:
+    src/{{ cookiecutter.package_name }}/{{ cookiecutter.op_name }}.py: the kernels and the declaration
+    tests/test_{{ cookiecutter.op_name }}.py: native, the samples and the bad inputs (TestContract)
+    python -m pytest tests/test_{{ cookiecutter.op_name }}.py
+"""
+    )
+else:
+    print(
+        """
 Created {{ cookiecutter.project_slug }} with the {{ cookiecutter.starter }} starter: {{ cookiecutter.package_name }}.{{ cookiecutter.op_name }} and {{ cookiecutter.package_name }}.{{ cookiecutter.class_name }}.
 
 Next steps:
@@ -53,4 +63,4 @@ Next steps:
     python -m pytest
     python -m benchmarks.bench_{{ cookiecutter.op_name }}
 """
-)
+    )

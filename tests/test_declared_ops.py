@@ -61,7 +61,8 @@ def test_nine_ops_in_one_project_pass_its_whole_suite(tmp_path):
     for starter, (op, module) in STARTERS.items():
         before = {path: path.read_bytes() for path in files(project)}
         names = [f"starter={starter}", f"op_name={op}", f"class_name={module}"]
-        run(sys.executable, "-m", "cookiecutter", str(REPO), *command[2:], *names, cwd=project)
+        result = run(sys.executable, "-m", "cookiecutter", str(REPO), *command[2:], *names, cwd=project)
+        assert f"Added own_ops.{op} and own_ops.{module}" in result.stdout  # not the next steps of a new project
         for path, content in before.items():  # nothing of the first ops or the project changes, but the exports
             if path.name != "__init__.py":
                 assert path.read_bytes() == content, path
