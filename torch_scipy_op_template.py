@@ -23,6 +23,7 @@ import builtins
 import json
 import keyword
 import re
+import shlex
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -193,6 +194,13 @@ def check_answers(answers: dict) -> None:
             raise InvalidAnswerError(field, answers[field], rule)
 
 
+def template_address(template: str) -> str:
+    """The template as the user rendered it, for a shell command that renders it again: an address
+    (gh:..., a URL) as given, a local folder as an absolute path."""
+    path = Path(template).expanduser()
+    return shlex.quote(str(path.resolve()) if path.is_dir() else template)
+
+
 def _check_answers_filter(answers: dict) -> str:
     """Runs check_answers from cookiecutter.json; cookiecutter prints a FailedHookException as one line."""
     from cookiecutter.exceptions import FailedHookException
@@ -221,4 +229,5 @@ class StarterExtension(Extension):
             md=md,
             py_literal=py_literal,
             check_answers=_check_answers_filter,
+            template_address=template_address,
         )

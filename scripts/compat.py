@@ -11,6 +11,8 @@ generated project declares. Prints one table: the closing line of each suite, or
 
 from __future__ import annotations
 
+import ast
+import importlib.util
 import os
 import re
 import subprocess
@@ -26,11 +28,16 @@ TEMPLATE_PYPROJECT = REPO / "{{cookiecutter.project_slug}}" / "pyproject.toml"
 
 
 def declared_floor() -> tuple[str, list[str]]:
-    """The lowest Python and the `name==version` pins that the generated pyproject.toml declares."""
-    text = TEMPLATE_PYPROJECT.read_text(encoding="utf-8")
+    """The lowest Python and the `name==version` pins that the generated pyproject.toml declares, as the
+    generated minimum-versions job pins them (its .github/declared_floor.py)."""
+    text = TEMPLATE_PYPROJECT.read_text(encoding="utf-8")  # Jinja, not TOML: the answers are not in it yet
     python = re.search(r'^requires-python = ">=([\d.]+)"', text, re.MULTILINE).group(1)
-    dependencies = re.search(r"^dependencies = \[(.*)\]", text, re.MULTILINE).group(1)
-    return python, [pin.replace(">=", "==") for pin in re.findall(r"[a-z]+>=[\d.]+", dependencies)]
+    dependencies = re.search(r"^dependencies = (\[.*?\])", text, re.MULTILINE | re.DOTALL).group(1)
+    path = TEMPLATE_PYPROJECT.parent / ".github" / "declared_floor.py"
+    spec = importlib.util.spec_from_file_location("declared_floor", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    return python, script.floor(ast.literal_eval(dependencies))
 
 
 @dataclass(frozen=True)

@@ -58,10 +58,11 @@ def add_op(project: Path, op: str, module: str) -> None:
 def test_nine_ops_in_one_project_pass_its_whole_suite(tmp_path):
     project = render(tmp_path, starter="blank", project_slug="own-ops", package_name="own_ops")
     command = add_op_command((project / "README.md").read_text(encoding="utf-8"))
+    assert command[:2] == ["cookiecutter", str(REPO)]  # the template this project was rendered from
     for starter, (op, module) in STARTERS.items():
         before = {path: path.read_bytes() for path in files(project)}
         names = [f"starter={starter}", f"op_name={op}", f"class_name={module}"]
-        result = run(sys.executable, "-m", "cookiecutter", str(REPO), *command[2:], *names, cwd=project)
+        result = run(sys.executable, "-m", *command, *names, cwd=project)
         assert f"Added own_ops.{op} and own_ops.{module}" in result.stdout  # not the next steps of a new project
         for path, content in before.items():  # nothing of the first ops or the project changes, but the exports
             if path.name != "__init__.py":

@@ -68,6 +68,7 @@ def test_renders_the_expected_tree(project):
     op = answers["op_name"]
     assert {str(path.relative_to(project)) for path in files(project)} == {
         ".cookiecutter.yaml",
+        ".github/declared_floor.py",
         ".github/dependabot.yml",
         ".github/workflows/ci.yml",
         ".github/workflows/release.yml",
@@ -157,9 +158,8 @@ def test_declared_floor_is_what_the_minimum_versions_job_and_this_repository_use
     workflow = yaml.safe_load((project / ".github/workflows/ci.yml").read_text(encoding="utf-8"))
     steps = workflow["jobs"]["minimum-versions"]["steps"]
     (pin_step,) = [s["run"] for s in steps if s.get("run", "").endswith("> floor.txt")]
-    run("bash", "-c", pin_step, cwd=project)
-    pins = (project / "floor.txt").read_text(encoding="utf-8").split()
-    (project / "floor.txt").unlink()
+    assert pin_step.endswith("python .github/declared_floor.py > floor.txt")
+    pins = run(sys.executable, ".github/declared_floor.py", cwd=project).stdout.split()
     assert pins == declared_floor()[1] == ["torch==2.9", "numpy==1.24", "scipy==1.10"]
     requirements = (REPO / "requirements.txt").read_text(encoding="utf-8").split()
     assert [pin.replace("==", ">=") for pin in pins] == requirements[3:6]  # after "# The ops"
@@ -169,6 +169,19 @@ def test_declared_floor_is_what_the_minimum_versions_job_and_this_repository_use
     assert workflow["jobs"]["test"]["strategy"]["matrix"]["python-version"] == [oldest, "3.13"]
     steps = " ".join(s.get("run", "") for s in workflow["jobs"]["test"]["steps"])
     assert "ruff format --check" in steps and "python -m pytest" in steps
+
+
+def test_minimum_versions_pin_any_dependency_list(project, tmp_path):
+    """A hyphenated or mixed-case name, extras, markers, a bound without a floor, a list over several lines."""
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text(
+        '[project]\nname = "x"\ndependencies = [\n    "torch>=2.9",\n    "scikit-image>=0.22",\n'
+        '    "PyWavelets >= 1.4, <2",\n    "zarr[jupyter]>=2.16 ; python_version >= \'3.10\'",\n'
+        '    "tqdm",\n    "pooch<2",\n]\n',
+        encoding="utf-8",
+    )
+    pins = run(sys.executable, ".github/declared_floor.py", str(pyproject), cwd=project).stdout.split()
+    assert pins == ["torch==2.9", "scikit-image==0.22", "PyWavelets==1.4", "zarr==2.16"]
 
 
 def test_release_workflow_and_dependabot(project):
@@ -427,6 +440,12 @@ def test_cruft_update_brings_a_template_change_into_projects(tmp_path):
         package = project / "src" / project.name.replace("-", "_")
         assert "# A comment that a later boundary adds." in (package / "_boundary.py").read_text(encoding="utf-8")
         run(*cruft, "check", cwd=project)
+
+
+def test_the_template_address_is_the_one_rendered_from(project):
+    """The README's command that adds an op, and .cookiecutter.yaml's cruft link, name this template."""
+    assert add_op_command((project / "README.md").read_text(encoding="utf-8"))[:2] == ["cookiecutter", str(REPO)]
+    assert f"#   cruft link {REPO} --config-file" in (project / ".cookiecutter.yaml").read_text(encoding="utf-8")
 
 
 def add_op_command(readme: str) -> list[str]:
