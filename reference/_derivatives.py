@@ -418,9 +418,9 @@ def make_functions(declared: DeclaredOp) -> type[torch.autograd.Function]:
             leading = d.n_grads + d.n_tensors
             saved = _restored(ctx)
             grads, directions, state = saved[: d.n_grads], saved[d.n_grads : leading], saved[leading:]
-            if any(t is not None for t in tangents[leading : leading + d.n_tensors]):
-                if not d.third_derivatives_are_zero:
-                    raise _beyond(d, "third derivatives")
+            moved = any(t is not None for t in tangents[leading : leading + d.n_tensors])
+            if moved and not d.third_derivatives_are_zero:
+                raise _beyond(d, "third derivatives")
             wanted = [t is not None for t in ctx.targets]
             grad_tangents, direction_tangents = tangents[: d.n_grads], tangents[d.n_grads : leading]
             total = [None] * d.n_tensors

@@ -262,10 +262,9 @@ def _check(input, weight, bias):
             f"scipy_conv2d: weight of shape {tuple(weight.shape)} is larger than the input's "
             f"last two dims {tuple(input.shape[-2:])}; the kernel must fit inside the input"
         )
-    if bias is not None:
-        if bias.numel() != 1 or bias.dim() > 2:
-            rule = "bias must hold one element (shape (), (1,) or (1, 1))"
-            raise ValueError(f"scipy_conv2d: {rule}, got shape {tuple(bias.shape)}")
+    if bias is not None and (bias.numel() != 1 or bias.dim() > 2):
+        rule = "bias must hold one element (shape (), (1,) or (1, 1))"
+        raise ValueError(f"scipy_conv2d: {rule}, got shape {tuple(bias.shape)}")
 
 
 def _output(input, weight, bias):

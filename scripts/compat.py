@@ -97,8 +97,9 @@ def test_row(row: Row, log) -> list[str]:
         run([python, "-m", "venv", str(venv)], log)
     py = str(venv / "bin" / "python")
     # An empty constraints file lifts any pip cap on torch that this machine sets.
-    no_cap = tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False)
-    env = {**os.environ, "PIP_CONSTRAINT": no_cap.name, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    no_cap = Path(tempfile.mkdtemp()) / "no-cap.txt"
+    no_cap.write_text("", encoding="utf-8")
+    env = {**os.environ, "PIP_CONSTRAINT": str(no_cap), "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
     install = run(
         [py, "-m", "pip", "install", "--quiet", "--upgrade", *row.packages, "-r", str(REPO / "requirements.txt")],
         log,

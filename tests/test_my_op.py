@@ -114,7 +114,8 @@ def test_takes_any_real_number_as_torch_does(frequency):
 def test_module():
     """The module's parameters, repr and argument checks. Change with its constructor."""
     module = MyOp(5, frequency=0.5)
-    assert dict(module.named_parameters()).keys() == {"weight"} and module.weight.shape == (5,)
+    assert dict(module.named_parameters()).keys() == {"weight"}
+    assert module.weight.shape == (5,)
     assert repr(module) == "MyOp(features=5, frequency=0.5)"
     x = torch.randn(3, 5)
     torch.testing.assert_close(module(x), native(x, module.weight, 0.5))

@@ -139,16 +139,19 @@ def test_meta_device_and_deferred_init():
     module = ScipyConv2d(3, 2, device="meta")
     input = torch.empty(2, 6, 7, device="meta", requires_grad=True)
     output = module(input)
-    assert output.device.type == "meta" and output.shape == native(input, module.weight, module.bias).shape
+    assert output.device.type == "meta"
+    assert output.shape == native(input, module.weight, module.bias).shape
     parameters = (input, module.weight, module.bias)
     grads = torch.autograd.grad(output.sum(), parameters, create_graph=True)
     assert [(g.device.type, g.shape) for g in grads] == [("meta", p.shape) for p in parameters]
     (second,) = torch.autograd.grad(grads[1].sum(), input)
-    assert second.device.type == "meta" and second.shape == input.shape
+    assert second.device.type == "meta"
+    assert second.shape == input.shape
     assert torch.ops.reference.scipy_conv2d(input, module.weight).shape == output.shape
     module.to_empty(device="cpu")
     module.reset_parameters()
-    assert module.weight.abs().max() <= 1 / 6**0.5 and module.bias.abs().max() <= 1 / 6**0.5
+    assert module.weight.abs().max() <= 1 / 6**0.5
+    assert module.bias.abs().max() <= 1 / 6**0.5
     input = torch.randn(2, 6, 7, requires_grad=True)
     assert_matches(module, lambda x: native(x, module.weight, module.bias), input)
 
@@ -164,12 +167,14 @@ def test_bias_shapes(bias_shape, device):
 def test_module():
     module = ScipyConv2d(3, 4)
     assert dict(module.named_parameters()).keys() == {"weight", "bias"}
-    assert module.weight.shape == (3, 4) and module.bias.shape == (1,)
+    assert module.weight.shape == (3, 4)
+    assert module.bias.shape == (1,)
     assert repr(module) == "ScipyConv2d(kernel_size=(3, 4), bias=True)"
     assert module.weight.abs().max() <= 1 / 12**0.5
     assert module(torch.randn(2, 8, 9)).shape == (2, 6, 6)
     no_bias = ScipyConv2d(2, 2, bias=False, dtype=torch.float64)
-    assert no_bias.bias is None and no_bias.weight.dtype == torch.float64
+    assert no_bias.bias is None
+    assert no_bias.weight.dtype == torch.float64
     assert "bias=False" in repr(no_bias)
     torch.manual_seed(0)
     before = no_bias.weight.detach().clone()

@@ -53,8 +53,10 @@ def run(*command, cwd: Path, env: dict | None = None) -> subprocess.CompletedPro
 def assert_suite_passes(result: subprocess.CompletedProcess, at_least: int) -> None:
     summary = result.stdout.strip().splitlines()[-1]
     passed = re.search(r"(\d+) passed", summary)
-    assert passed and int(passed.group(1)) >= at_least, summary
-    assert "failed" not in summary and "error" not in summary, summary
+    assert passed, summary
+    assert int(passed.group(1)) >= at_least, summary
+    assert "failed" not in summary, summary
+    assert "error" not in summary, summary
 
 
 @pytest.fixture(scope="module", params=list(STARTERS))
@@ -168,7 +170,31 @@ def test_declared_floor_is_what_the_minimum_versions_job_and_this_repository_use
     assert meta["requires-python"] == f">={oldest}" == f">={declared_floor()[0]}"
     assert workflow["jobs"]["test"]["strategy"]["matrix"]["python-version"] == [oldest, "3.13"]
     steps = " ".join(s.get("run", "") for s in workflow["jobs"]["test"]["steps"])
-    assert "ruff format --check" in steps and "python -m pytest" in steps
+    assert "python -m pytest" in steps
+
+
+def test_workflows_lint_once_with_least_privilege(project):
+    """Lint is one job, from pre-commit's pinned ruff (this repository's too); every job reads only, checkouts
+    keep no credentials, and a newer push cancels the run before it."""
+    ci = yaml.safe_load((project / ".github/workflows/ci.yml").read_text(encoding="utf-8"))
+    lint = " ".join(s.get("run", "") for s in ci["jobs"]["lint"]["steps"])
+    assert "pre-commit run --all-files" in lint
+    assert all("ruff" not in s.get("run", "") for job in ci["jobs"].values() for s in job["steps"])
+    assert ci["permissions"] == {"contents": "read"}
+    assert ci["concurrency"]["cancel-in-progress"] is True
+    assert ci[True] == {"push": {"branches": ["main"]}, "pull_request": None}  # YAML reads `on` as True
+    release = yaml.safe_load((project / ".github/workflows/release.yml").read_text(encoding="utf-8"))
+    assert release["permissions"] == {"contents": "read"}
+    for workflow in (ci, release):
+        for job in workflow["jobs"].values():
+            for step in job["steps"]:
+                if step.get("uses", "").startswith("actions/checkout@"):
+                    assert step["with"]["persist-credentials"] is False
+    hooks = yaml.safe_load((project / ".pre-commit-config.yaml").read_text(encoding="utf-8"))
+    (ruff,) = [repo for repo in hooks["repos"] if repo["repo"].endswith("/ruff-pre-commit")]
+    assert f"ruff=={ruff['rev'].removeprefix('v')}" in (REPO / "requirements.txt").read_text(encoding="utf-8")
+    meta = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    assert meta["optional-dependencies"]["test"] == ["pytest>=8"]
 
 
 def test_minimum_versions_pin_any_dependency_list(project, tmp_path):
@@ -188,9 +214,12 @@ def test_release_workflow_and_dependabot(project):
     release = yaml.safe_load((project / ".github/workflows/release.yml").read_text(encoding="utf-8"))
     assert release[True]["release"]["types"] == ["published"]  # YAML 1.1 reads the key `on` as True
     build = " ".join(s.get("run", "") for s in release["jobs"]["build"]["steps"])
-    assert "python -m build" in build and "twine check --strict" in build and "check-wheel-contents" in build
+    assert "python -m build" in build
+    assert "twine check --strict" in build
+    assert "check-wheel-contents" in build
     publish = release["jobs"]["publish"]
-    assert publish["permissions"] == {"id-token": "write"} and publish["needs"] == "build"
+    assert publish["permissions"] == {"id-token": "write"}
+    assert publish["needs"] == "build"
     assert publish["steps"][-1]["uses"] == "pypa/gh-action-pypi-publish@release/v1"
     dependabot = yaml.safe_load((project / ".github/dependabot.yml").read_text(encoding="utf-8"))
     assert [u["package-ecosystem"] for u in dependabot["updates"]] == ["github-actions"]
@@ -334,7 +363,9 @@ def test_license(license, tmp_path):
     text = (project / "LICENSE").read_text(encoding="utf-8")
     first_words = {"MIT": "MIT License", "BSD-3-Clause": "BSD 3-Clause License", "Apache-2.0": "Apache License"}
     assert first_words[license] in text.splitlines()[0] + text.splitlines()[1]
-    assert "Ada Lovelace" in text and text.endswith("\n") and not text.endswith("\n\n")
+    assert "Ada Lovelace" in text
+    assert text.endswith("\n")
+    assert not text.endswith("\n\n")
     assert tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))["project"]["license"] == license
 
 
@@ -346,7 +377,8 @@ def quick_start() -> list[str]:
 
 def test_readme_quick_start_generates_a_project(tmp_path):
     generate, test = quick_start()
-    assert test.endswith("python -m pytest") and "python -m pytest" in (REPO / ".ci/run").read_text()
+    assert test.endswith("python -m pytest")
+    assert "python -m pytest" in (REPO / ".ci/run").read_text()
     command = generate.split(" && ")[-1].split()
     assert command[:2] == ["cookiecutter", "."]
     result = run(sys.executable, "-m", *command, "-o", str(tmp_path), cwd=REPO)
@@ -381,7 +413,8 @@ def test_wheel_installs_and_its_tests_pass_against_the_installed_package(tmp_pat
         python, "-c", "import acme_ops, pathlib; print(pathlib.Path(acme_ops.__file__).parent)", cwd=tmp_path
     )
     installed = Path(location.stdout.strip())
-    assert installed.is_relative_to(env_dir) and (installed / "py.typed").is_file()
+    assert installed.is_relative_to(env_dir)
+    assert (installed / "py.typed").is_file()
     result = run(python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests", cwd=project)
     assert_suite_passes(result, at_least=15)
 
