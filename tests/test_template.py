@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import tarfile
 import tomllib
 import venv
 from pathlib import Path
@@ -153,6 +154,11 @@ def test_pyproject(project):
     assert meta["name"] == project.name
     assert "torch>=2.9" in meta["dependencies"]
     assert set(meta["optional-dependencies"]) == {"cuda12", "cuda13", "test"}
+    assert meta["dynamic"] == ["version"]  # from the git tag
+    python = re.compile(r"Programming Language :: Python :: (3\.\d+)")
+    versions = [m.group(1) for m in map(python.fullmatch, meta["classifiers"]) if m]
+    assert versions == ["3.10", "3.11", "3.12", "3.13"]  # requires-python's floor to the newest that CI tests
+    assert "Typing :: Typed" in meta["classifiers"]
 
 
 def test_declared_floor_is_what_the_minimum_versions_job_and_this_repository_use(project):
@@ -227,13 +233,26 @@ def test_release_workflow_and_dependabot(project):
 
 @pytest.mark.slow
 def test_release_artifacts_pass_the_release_checks(project, tmp_path):
-    """What release.yml runs before it publishes: build the sdist and wheel, then twine and check-wheel-contents."""
-    source = shutil.copytree(project, tmp_path / "source")  # the build leaves egg-info behind
-    run(sys.executable, "-m", "build", "--no-isolation", "--outdir", str(tmp_path), ".", cwd=source)
-    sdist, wheel = sorted(tmp_path.glob("*.tar.gz")), sorted(tmp_path.glob("*.whl"))
-    assert len(sdist) == len(wheel) == 1
-    run(sys.executable, "-m", "twine", "check", "--strict", str(sdist[0]), str(wheel[0]), cwd=tmp_path)
-    run(str(Path(sys.executable).with_name("check-wheel-contents")), str(wheel[0]), cwd=tmp_path)
+    """What release.yml runs before it publishes, on a git checkout tagged v1.2.3: check-sdist, the build
+    (whose version is the tag's), twine and check-wheel-contents. Then the sdist's own tests pass, as
+    distribution packagers run them."""
+    source = shutil.copytree(project, tmp_path / "source")
+    git("init", "-q", cwd=source)
+    commit_all(source, "generated")
+    git("tag", "v1.2.3", cwd=source)
+    run(str(Path(sys.executable).with_name("check-sdist")), "--no-isolation", cwd=source)
+    dist = tmp_path / "dist"
+    run(sys.executable, "-m", "build", "--no-isolation", "--outdir", str(dist), ".", cwd=source)
+    (sdist,), (wheel,) = sorted(dist.glob("*.tar.gz")), sorted(dist.glob("*.whl"))
+    assert sdist.name == f"{project.name.replace('-', '_')}-1.2.3.tar.gz"
+    assert wheel.name.startswith(f"{project.name.replace('-', '_')}-1.2.3-")
+    run(sys.executable, "-m", "twine", "check", "--strict", str(sdist), str(wheel), cwd=tmp_path)
+    run(str(Path(sys.executable).with_name("check-wheel-contents")), str(wheel), cwd=tmp_path)
+    with tarfile.open(sdist) as archive:
+        archive.extractall(tmp_path / "unpacked", filter="data")
+    (unpacked,) = (tmp_path / "unpacked").iterdir()
+    env = {**os.environ, "PYTHONPATH": str(unpacked / "src")}
+    assert_suite_passes(run(sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", cwd=unpacked, env=env), 15)
 
 
 @pytest.mark.slow
