@@ -217,6 +217,8 @@ class _HostView:
     """
 
     __slots__ = ("__array_interface__", "_tensor")
+    __array_interface__: dict[str, Any]
+    _tensor: torch.Tensor
 
 
 def _host_array(t: torch.Tensor) -> np.ndarray:
@@ -285,7 +287,7 @@ _NUMPY_TYPESTR, _TORCH_DTYPE = _numpy_dtypes()
 
 def _name(kernel: Kernel) -> str:
     """A kernel's name for messages; functools.partial and other callables have none of their own."""
-    return getattr(kernel, "__name__", None) or getattr(getattr(kernel, "func", None), "__name__", repr(kernel))
+    return str(getattr(kernel, "__name__", None) or getattr(getattr(kernel, "func", None), "__name__", repr(kernel)))
 
 
 def _warn_round_trip(kernel: Kernel, device: torch.device) -> None:

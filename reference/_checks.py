@@ -146,7 +146,7 @@ def check_tensors(op: str, tensors: list[tuple[str, torch.Tensor]], data: set[st
                     f"{op}: {name} must broadcast with {' and '.join(shaped_by)}'s shape {tuple(shape)}, "
                     f"got shape {tuple(t.shape)}"
                 )
-            shape = t.shape if shape is None else _broadcast(shape, t.shape)
+            shape = tuple(t.shape) if shape is None else _broadcast(shape, t.shape)
             shaped_by.append(name)
 
 

@@ -9,7 +9,7 @@ gives raises, where it is needed, with one error that names the op and the kerne
 from __future__ import annotations
 
 import inspect
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch.autograd import forward_ad
@@ -33,7 +33,8 @@ def _save(ctx, values) -> None:
     Tensors are saved for forward mode too where it may come: in a dual level, or under torch.func.
     """
     compiling = torch.compiler.is_compiling()
-    tensors, slots = [], []
+    tensors: list[torch.Tensor] = []
+    slots: list[tuple[Any] | None] = []  # None: the next saved tensor
     for v in values:
         if isinstance(v, torch.Tensor):
             # An inference tensor cannot be saved; a copy made outside inference mode can. (Compiled
@@ -61,7 +62,7 @@ def _restored(ctx) -> list:
     return [next(tensors) if slot is None else slot[0] for slot in ctx.slots]
 
 
-_will_engine_execute_node = getattr(torch._C, "_will_engine_execute_node", None)
+_will_engine_execute_node: Any = getattr(torch._C, "_will_engine_execute_node", None)
 
 
 def _needed(ctx, index: int) -> bool:
@@ -434,14 +435,13 @@ def make_functions(declared: DeclaredOp) -> type[torch.autograd.Function]:
     class_name = "".join(word.capitalize() for word in declared.name.split("_"))
     functions = {"forward": Op, "backward": Backward, "jvp": Jvp, "curvature": Curvature}
     suffixes = {"forward": "Function", "backward": "Backward", "jvp": "Jvp", "curvature": "Curvature"}
-    declared.appliers = {}
     for role, function in functions.items():
         function.__name__ = function.__qualname__ = class_name + suffixes[role]
         if role in declared.kernel_ops:
             # torch.compile reads forward's signature to tell its arguments from a ctx.
             names = declared.input_names[role]
             parameters = [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in names]
-            function.forward.__signature__ = inspect.Signature(parameters)
+            function.forward.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
             declared.appliers[role] = function_applier(function)
             declared.kernel_ops[role].differentiate = declared.appliers[role]
     return Op

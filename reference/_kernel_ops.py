@@ -60,7 +60,7 @@ def public_op(function: Callable[..., Any]) -> Callable[..., Any]:
 
     # TorchScript reads the signature for its types; under `from __future__ import annotations`
     # they are strings that only `function`'s module can resolve.
-    public.__signature__ = inspect.signature(function, eval_str=True)
+    public.__signature__ = inspect.signature(function, eval_str=True)  # type: ignore[attr-defined]
     return torch.jit.ignore(public)
 
 
@@ -174,8 +174,8 @@ def kernel_op(qualname: str, schema: str, kernel: Kernel, *, fake=None, vmap=Non
     torch.library.register_vmap(qualname, vmap_rule, lib=library)
     run_in_float32_under_autocast(qualname, library)
     _libraries.append(library)
-    call.op = op
-    call.differentiate = None
+    call.op = op  # type: ignore[attr-defined]
+    call.differentiate = None  # type: ignore[attr-defined]
     return call
 
 
@@ -210,7 +210,7 @@ def batch_expanded(info, results):
 _PLAIN_TENSOR_TYPES = (torch.Tensor, torch.nn.Parameter)
 
 
-def _private(module: str, name: str) -> Callable[..., Any] | None:
+def _private(module: str, name: str) -> Any:
     """A private torch name (a function or class), or None where this torch has none by that name."""
     try:
         return getattr(importlib.import_module(module), name)
@@ -228,7 +228,7 @@ _jit_tracing_state = _private("torch._C", "_get_tracing_state")
 _profiler_enabled = _private("torch._C._autograd", "_profiler_enabled")
 _compile_frame_hook = _private("torch._C._dynamo.eval_frame", "get_eval_frame_callback")
 _dispatch_keys = _private("torch._C", "_dispatch_keys")
-_raw_keys = getattr(_private("torch._C", "DispatchKeySet"), "raw_repr", None)
+_raw_keys: Any = getattr(_private("torch._C", "DispatchKeySet"), "raw_repr", None)
 
 
 @functools.cache

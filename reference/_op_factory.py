@@ -108,6 +108,7 @@ class DeclaredOp:
         self.parameters = tuple(parameters)
         self.data = frozenset(self.tensors) - frozenset(self.parameters)
         self.check = check
+        self.appliers: dict[str, Callable[..., Any]] = {}  # each kernel op's Function, by role: see make_functions
         self.third_derivatives_are_zero = third_derivatives_are_zero
         self.grad_names = ("grad",) if len(self.outputs) == 1 else tuple(f"grad_{o}" for o in self.outputs)
         unknown = set(self.parameters) - set(self.tensors)
@@ -243,7 +244,7 @@ class DeclaredOp:
         if [(n, _normal(d)) for n, d in got] != [(n, _normal(d)) for n, d in expected]:
             raise TypeError(f"{function.__name__}'s arguments {got} are not the schema's {expected}")
         public = public_op(function)
-        public.declared = self  # what the tests' contract reads
+        public.declared = self  # type: ignore[attr-defined]  # what the tests' contract reads
         return public
 
 

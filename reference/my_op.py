@@ -26,7 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from ._boundary import ArrayBackend
-from ._checks import FLOAT_DTYPES, float_argument
+from ._checks import FLOAT_DTYPES, float_argument, int_argument
 from ._op_factory import declare_op
 
 # ----------------------------------------------------------------------------
@@ -119,9 +119,7 @@ class MyOp(nn.Module):
 
     def __init__(self, features: int, frequency: float = 1.0, *, device=None, dtype=None):
         super().__init__()
-        if not isinstance(features, int) or isinstance(features, bool):
-            raise TypeError(f"MyOp: features must be an int, got {type(features).__name__}")
-        if features < 1:
+        if int_argument("MyOp", "features", features) < 1:
             raise ValueError(f"MyOp: features must be positive, got {features}")
         if dtype is not None and dtype not in FLOAT_DTYPES:
             rule = "dtype must be float16, bfloat16, float32 or float64"

@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from torch.utils.flop_counter import register_flop_formula
 
 from ._boundary import ArrayBackend
-from ._checks import FLOAT_DTYPES, check_image
+from ._checks import FLOAT_DTYPES, check_image, int_argument
 from ._op_factory import declare_op
 
 # Up to this many terms (kernel taps, or outputs), shifted multiply-adds beat three FFTs. A term is
@@ -330,9 +330,7 @@ class ScipyConv2d(nn.Module):
     def __init__(self, kh: int, kw: int, bias: bool = True, *, device=None, dtype=None):
         super().__init__()
         for name, size in (("kh", kh), ("kw", kw)):
-            if not isinstance(size, int) or isinstance(size, bool):
-                raise TypeError(f"ScipyConv2d: {name} must be an int, got {type(size).__name__}")
-            if size < 1:
+            if int_argument("ScipyConv2d", name, size) < 1:
                 raise ValueError(f"ScipyConv2d: {name} must be a positive int, got {size!r}")
         if dtype is not None and dtype not in FLOAT_DTYPES:
             rule = "dtype must be float16, bfloat16, float32 or float64"
