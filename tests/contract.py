@@ -126,6 +126,14 @@ class OpContract:
 
         return of_tensors, [args[i] for i in positions]
 
+    def of_tensors(self, op, sample, device, requires_grad=False):
+        """`op` and `native` as functions of the sample's tensor inputs alone, its other arguments fixed,
+        and those tensors."""
+        args = self.args(sample, device=device, requires_grad=requires_grad)
+        ours, tensors = self.over_tensors(op, args)
+        theirs, _ = self.over_tensors(self.call_native, args)
+        return ours, theirs, tensors
+
     def float_outputs(self, fn):
         """`fn` with its float outputs only (not an index): what derivatives are taken of."""
 
@@ -306,9 +314,7 @@ class OpContract:
                 torch.autograd.grad(sum(g.sum() for g in grads), tensors)
 
     def test_grad_and_jacrev_match_native(self, device):
-        fn, tensors = self.over_tensors(self.call, self.args(self.samples[0], device=device))
-        native, _ = self.over_tensors(self.call_native, self.args(self.samples[0], device=device))
-        tensors = [t.detach() for t in tensors]
+        fn, native, tensors = self.of_tensors(self.call, self.samples[0], device)
         argnums = tuple(range(len(tensors)))
         grad = torch.func.grad(self.loss(fn), argnums=argnums)(*tensors)
         torch.testing.assert_close(grad, torch.func.grad(self.loss(native), argnums=argnums)(*tensors))
@@ -317,9 +323,8 @@ class OpContract:
 
     def test_forward_mode_matches_native_or_is_refused(self, device):
         """torch.func.jvp, jacfwd and dual tensors; without a jvp kernel, the op's error."""
-        fn, tensors = self.over_tensors(self.float_outputs(self.call), self.args(self.samples[0], device=device))
-        native, _ = self.over_tensors(self.float_outputs(self.call_native), self.args(self.samples[0], device=device))
-        tensors = [t.detach() for t in tensors]
+        fn, native, tensors = self.of_tensors(self.call, self.samples[0], device)
+        fn, native = self.float_outputs(fn), self.float_outputs(native)
         tangents = [torch.randn_like(t) for t in tensors]
         if not self.has_jvp:
             with pytest.raises(RuntimeError, match=self.refusal("jvp")):
@@ -344,9 +349,7 @@ class OpContract:
         if not self.has_second_order:
             pytest.skip("the op declares no second derivatives (see test_gradgradcheck_or_a_clear_refusal)")
         sample = self.small_sample()
-        fn, tensors = self.over_tensors(self.call, self.args(sample, device=device))
-        native, _ = self.over_tensors(self.call_native, self.args(sample, device=device))
-        tensors = [t.detach() for t in tensors]
+        fn, native, tensors = self.of_tensors(self.call, sample, device)
         ours, theirs = self.loss(fn), self.loss(native)
         for i in range(len(tensors)):
             expected = torch.func.hessian(theirs, argnums=i)(*tensors)
@@ -371,8 +374,7 @@ class OpContract:
     def test_third_derivatives_match_native_or_are_refused(self, device):
         if not self.has_second_order:
             pytest.skip("the op declares no second derivatives")
-        fn, tensors = self.over_tensors(self.call, self.args(self.samples[0], device=device))
-        native, _ = self.over_tensors(self.call_native, self.args(self.samples[0], device=device))
+        fn, native, tensors = self.of_tensors(self.call, self.samples[0], device, requires_grad=True)
 
         def third(f):
             grads = torch.autograd.grad(self.loss(f)(*tensors), tensors, create_graph=True)
@@ -410,9 +412,7 @@ class OpContract:
 
     def test_per_sample_gradients_match_native(self, device):
         """Gradients of every tensor input, vmapped over the first's batch dim: per-sample gradients of the others."""
-        fn, tensors = self.over_tensors(self.call, self.args(self.samples[0], device=device))
-        native, _ = self.over_tensors(self.call_native, self.args(self.samples[0], device=device))
-        tensors = [t.detach() for t in tensors]
+        fn, native, tensors = self.of_tensors(self.call, self.samples[0], device)
         argnums = tuple(range(len(tensors)))
         in_dims = (0, *[None] * (len(tensors) - 1))
         ours = torch.func.vmap(torch.func.grad(self.loss(fn), argnums=argnums), in_dims=in_dims)(*tensors)
@@ -447,9 +447,7 @@ class OpContract:
         """torch.ops.<package>.<op>: vmap runs it once per sample, dual tensors get native's tangents (where the op
         has a jvp kernel), and torch.func's derivative transforms get an error that names the public function,
         never the zero tangents of a custom op's own autograd."""
-        fn, tensors = self.over_tensors(self.declared.op, self.args(self.samples[0], device=device))
-        native, _ = self.over_tensors(self.call_native, self.args(self.samples[0], device=device))
-        tensors = [t.detach() for t in tensors]
+        fn, native, tensors = self.of_tensors(self.declared.op, self.samples[0], device)
         in_dims = (0, *[None] * (len(tensors) - 1))
         torch.testing.assert_close(
             torch.func.vmap(fn, in_dims=in_dims)(*tensors), torch.func.vmap(native, in_dims=in_dims)(*tensors)
@@ -513,9 +511,7 @@ class OpContract:
     def test_compiled_torch_func_matches_native(self, device):
         """torch.func inside torch.compile: vmap gives native's values; grad, jvp and jacfwd native's values or
         a clear error, never zeros."""
-        fn, tensors = self.over_tensors(self.call, self.args(self.samples[0], device=device))
-        native, _ = self.over_tensors(self.call_native, self.args(self.samples[0], device=device))
-        tensors = [t.detach() for t in tensors]
+        fn, native, tensors = self.of_tensors(self.call, self.samples[0], device)
         assert_values_or_refusal(  # torch 2.13 and 2.14 cannot trace it: the op says so
             lambda: torch.compile(torch.func.grad(self.loss(fn)), fullgraph=True)(*tensors),
             lambda: torch.func.grad(self.loss(native))(*tensors),
