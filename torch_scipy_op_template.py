@@ -52,8 +52,11 @@ MAX_NAME_LENGTH = 24
 def rename(text: str, answers: dict) -> str:
     """Replaces the starter's package, op and class names in `text` with the user's, in one pass.
 
-    Names match where they start a word, so `bad_fft_kernel` and `BadFFTFunction`
-    follow the user's names too; the package name matches as a whole word only.
+    The package name matches only as a module path (`from reference import`,
+    `reference._boundary`, `torch.ops.reference.op`), so the word in prose stays.
+    The op and class names match where they start an identifier and end a part of
+    it, so `bad_fft_kernel` and `BadFFTFunction` follow the user's names and
+    `my_options` does not.
     """
     starter = STARTERS[answers["starter"]]
     new = {
@@ -61,7 +64,10 @@ def rename(text: str, answers: dict) -> str:
         starter.op_name: answers["op_name"],
         starter.class_name: answers["class_name"],
     }
-    pattern = rf"(?<![A-Za-z0-9])(?:{REFERENCE_PACKAGE}\b|{starter.op_name}|{starter.class_name})"
+    pattern = (
+        rf"(?<![\w.]){REFERENCE_PACKAGE}(?=\.[A-Za-z_]| import\b)|(?<=ops\.){REFERENCE_PACKAGE}(?=\.)"
+        rf"|(?<![A-Za-z0-9]){starter.op_name}(?![a-z0-9])|(?<![A-Za-z0-9]){starter.class_name}(?![a-z0-9])"
+    )
     return re.sub(pattern, lambda match: new[match.group()], text)
 
 
@@ -171,6 +177,12 @@ def check_answers(answers: dict) -> None:
             "author_email",
             re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s.]+", answers["author_email"]),
             "must be an email address like name@example.com",
+        ),
+        (
+            "repository_url",
+            re.fullmatch(r"https://[\w.-]+(:\d+)?(/[\w.~%+-]+)+", answers["repository_url"]),
+            "must be the https:// address of the project's repository, like https://github.com/you/project, "
+            "without a trailing '/'",
         ),
         (
             "version",

@@ -79,7 +79,7 @@ class ArrayBackend:
         `body` is elementwise NumPy code written against `xp` (ufuncs, arithmetic,
         comparisons; arrays and plain numbers in, one array out). On the GPU each
         operation would be a kernel launch of its own, tens of µs from Python; fused,
-        the body is one launch. On NumPy it runs as written, so it stays the baseline.
+        the body is one launch. On NumPy it runs as written, so it stays the reference.
         """
         return functools.partial(body, np) if self.xp is np else _fused_on_cupy(body)
 

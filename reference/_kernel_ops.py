@@ -14,7 +14,7 @@ import functools
 import importlib
 import inspect
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import torch
 from torch.autograd import forward_ad
@@ -42,7 +42,10 @@ def batch_first(args: tuple[Any, ...], in_dims: tuple[int | None, ...]) -> tuple
     return tuple(lined_up)
 
 
-def public_op(function: Callable[..., Any]) -> Callable[..., Any]:
+PublicFunction = TypeVar("PublicFunction", bound=Callable[..., Any])
+
+
+def public_op(function: PublicFunction) -> PublicFunction:
     """`function`, an op's public function, as torch's own Python functions are to their callers.
 
     A tensor-like argument sees the call through `__torch_function__`, as it does for
@@ -61,7 +64,7 @@ def public_op(function: Callable[..., Any]) -> Callable[..., Any]:
     # TorchScript reads the signature for its types; under `from __future__ import annotations`
     # they are strings that only `function`'s module can resolve.
     public.__signature__ = inspect.signature(function, eval_str=True)  # type: ignore[attr-defined]
-    return torch.jit.ignore(public)
+    return cast(PublicFunction, torch.jit.ignore(public))  # with `function`'s signature, for type checkers
 
 
 def run_in_float32_under_autocast(qualname: str, library: torch.library.Library) -> None:

@@ -48,6 +48,7 @@ from ._boundary import ArrayBackend, Kernel
 from ._checks import check_tensors, schema_taker
 from ._derivatives import make_functions
 from ._kernel_ops import (
+    PublicFunction,
     _any_autocast_enabled,
     _libraries,
     _plain_eager_call,
@@ -236,7 +237,7 @@ class DeclaredOp:
         public = results[: len(self.outputs)]
         return public[0] if len(public) == 1 else public
 
-    def public(self, function: Callable[..., Any]) -> Callable[..., Any]:
+    def public(self, function: PublicFunction) -> PublicFunction:
         """Decorates the op's public function: its signature must be the schema's, defaults included."""
         expected = [(a.name, a.default if a.has_default else inspect.Parameter.empty) for a in self.arguments]
         parameters = inspect.signature(function).parameters.values()

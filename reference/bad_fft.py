@@ -4,8 +4,10 @@ The original "Creating extensions using numpy and scipy" tutorial used
 `irfft2(grad_output)` as the backward. That is not the gradient: gradcheck fails
 on it, and it crashes for odd widths. The gradient is
 
-    G      = grad · Y / |Y|   (0 where |Y| = 0, like torch.sgn)
-    grad_x = irfft2(G · c, s=(H, W), norm="forward")
+```
+G      = grad · Y / |Y|   (0 where |Y| = 0, like torch.sgn)
+grad_x = irfft2(G · c, s=(H, W), norm="forward")
+```
 
 where c is 1 on column 0 (and on the last column when W is even) and 1/2 on the
 others, whose conjugate twins rfft2 leaves out. The forward-mode derivative in a

@@ -4,7 +4,9 @@ It shows the general case: a data tensor `x`, a learnable `weight` that broadcas
 over x's batch, a plain-float hyperparameter `frequency`, and a value (the phase)
 that the forward keeps for the derivatives. Its placeholder math,
 
-    y = weight · sin(frequency · x)
+```
+y = weight · sin(frequency · x)
+```
 
 is simple enough to replace in a minute, and every test passes before you change
 anything. To make it yours:

@@ -3,9 +3,11 @@
 Deep-learning "convolution" is this cross-correlation. Its gradients are the
 op itself and its transpose, the full convolution:
 
-    grad_x = g fully convolved with w (the transpose)
-    grad_w = x correlated with g
-    grad_b = the sum of g
+```
+grad_x = g fully convolved with w (the transpose)
+grad_w = x correlated with g
+grad_b = the sum of g
+```
 
 so every derivative kernel calls the array kernel, in one mode or the other. The op
 is bilinear in x and w and affine in b: its third derivatives are zero. The kernel

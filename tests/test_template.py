@@ -1,5 +1,6 @@
 """The template: every starter renders, and what it renders installs, lints and passes its own suite."""
 
+import json
 import os
 import re
 import shutil
@@ -103,7 +104,7 @@ def test_renders_the_expected_tree(project):
 
 def test_nothing_is_left_unrendered_or_named_after_the_starter(project):
     starter = STARTERS[project.parent.name.rstrip("0123456789")]
-    leftover = re.compile(rf"\breference\b|{starter.op_name}|{starter.class_name}")
+    leftover = re.compile(rf"\breference(?=\.\w| import)|{starter.op_name}|{starter.class_name}")
     for path in files(project):
         text = path.read_text(encoding="utf-8")
         assert not UNRENDERED.search(text), path
@@ -159,6 +160,11 @@ def test_pyproject(project):
     versions = [m.group(1) for m in map(python.fullmatch, meta["classifiers"]) if m]
     assert versions == ["3.10", "3.11", "3.12", "3.13"]  # requires-python's floor to the newest that CI tests
     assert "Typing :: Typed" in meta["classifiers"]
+    assert meta["urls"] == {
+        "Homepage": "https://github.com/your-name/" + project.name,
+        "Source": "https://github.com/your-name/" + project.name,
+        "Issues": f"https://github.com/your-name/{project.name}/issues",
+    }
 
 
 def test_declared_floor_is_what_the_minimum_versions_job_and_this_repository_use(project):
@@ -172,11 +178,32 @@ def test_declared_floor_is_what_the_minimum_versions_job_and_this_repository_use
     requirements = (REPO / "requirements.txt").read_text(encoding="utf-8").split()
     assert [pin.replace("==", ">=") for pin in pins] == requirements[3:6]  # after "# The ops"
     meta = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))["project"]
-    oldest = steps[1]["with"]["python-version"]
-    assert meta["requires-python"] == f">={oldest}" == f">={declared_floor()[0]}"
-    assert workflow["jobs"]["test"]["strategy"]["matrix"]["python-version"] == [oldest, "3.13"]
-    steps = " ".join(s.get("run", "") for s in workflow["jobs"]["test"]["steps"])
-    assert "python -m pytest" in steps
+    assert meta["requires-python"] == f">={declared_floor()[0]}"
+    pythons = "fromJSON(needs.versions.outputs.pythons)"
+    assert steps[1]["with"]["python-version"] == f"${{{{ {pythons}[0] }}}}"  # the oldest
+    test = workflow["jobs"]["test"]
+    assert test["strategy"]["matrix"]["python-version"] == f"${{{{ {pythons} }}}}"
+    assert "python -m pytest" in " ".join(s.get("run", "") for s in test["steps"])
+    (read,) = [s["run"] for s in workflow["jobs"]["versions"]["steps"] if s.get("id") == "read"]
+    assert "python3 .github/declared_floor.py --pythons" in read
+
+
+@pytest.mark.parametrize(
+    ("requires", "pythons"),
+    [(">=3.10", ["3.10", "3.11", "3.12", "3.13"]), (">= 3.11.2, <3.13", ["3.11", "3.12"]), ("<3.12", ["3.10", "3.11"])],
+)
+def test_the_python_matrix_follows_requires_python(requires, pythons, tmp_path):
+    """CI tests each Python classifier that requires-python allows, and refuses a bound it cannot read."""
+    script = REPO / "{{cookiecutter.project_slug}}/.github/declared_floor.py"
+    text = (REPO / "{{cookiecutter.project_slug}}/pyproject.toml").read_text(encoding="utf-8")
+    classifiers = re.search(r"^classifiers = \[.*?\]", text, re.MULTILINE | re.DOTALL).group()
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text(f'[project]\nrequires-python = "{requires}"\n{classifiers}\n', encoding="utf-8")
+    assert json.loads(run(sys.executable, str(script), "--pythons", str(pyproject), cwd=tmp_path).stdout) == pythons
+    pyproject.write_text(f'[project]\nrequires-python = "~=3.11"\n{classifiers}\n', encoding="utf-8")
+    refused = subprocess.run([sys.executable, str(script), "--pythons", str(pyproject)], capture_output=True, text=True)
+    assert refused.returncode == 1
+    assert "requires-python: got '~=3.11'" in refused.stderr
 
 
 def test_workflows_lint_once_with_least_privilege(project):
@@ -196,11 +223,47 @@ def test_workflows_lint_once_with_least_privilege(project):
             for step in job["steps"]:
                 if step.get("uses", "").startswith("actions/checkout@"):
                     assert step["with"]["persist-credentials"] is False
-    hooks = yaml.safe_load((project / ".pre-commit-config.yaml").read_text(encoding="utf-8"))
-    (ruff,) = [repo for repo in hooks["repos"] if repo["repo"].endswith("/ruff-pre-commit")]
-    assert f"ruff=={ruff['rev'].removeprefix('v')}" in (REPO / "requirements.txt").read_text(encoding="utf-8")
+    assert ci["jobs"]["lint"]["steps"][-1]["env"] == {"SKIP": "mypy"}  # the typecheck job runs it, with torch
     meta = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     assert meta["optional-dependencies"]["test"] == ["pytest>=8"]
+
+
+def test_workflows_pass_the_security_audit(project):
+    """zizmor, offline, finds nothing: actions pinned to commits, with the version each is, and dependabot
+    proposes a new one after a week's cooldown."""
+    for workflow in (project / ".github/workflows").glob("*.yml"):
+        for action in re.findall(r"uses: (.*)", workflow.read_text(encoding="utf-8")):
+            assert re.fullmatch(r"[\w-]+/[\w-]+@[0-9a-f]{40}  # v\d+\.\d+\.\d+", action), action
+    run(str(Path(sys.executable).with_name("zizmor")), "--offline", "--no-progress", ".", cwd=project)
+
+
+HOOK_FILES = {"check-toml": ".toml", "check-yaml": ".yml", "mdformat": ".md"}  # the others take every file
+HOOK_ENTRIES = {"trailing-whitespace": "trailing-whitespace-fixer"}  # where the script has another name
+TESTED_ELSEWHERE = {"ruff-check", "ruff-format", "mypy", "zizmor"}
+
+
+def test_pre_commit_hooks_pass(project, tmp_path):
+    """Every hook of .pre-commit-config.yaml passes on a fresh project, run as pre-commit runs it on a git
+    checkout, at the version it pins (this repository's requirements.txt pins the same: the hooks'
+    repositories are on GitHub, which these tests do not reach)."""
+    run(sys.executable, "-m", "pre_commit", "validate-config", cwd=project)
+    config = yaml.safe_load((project / ".pre-commit-config.yaml").read_text(encoding="utf-8"))
+    requirements = (REPO / "requirements.txt").read_text(encoding="utf-8").split()
+    source = shutil.copytree(project, tmp_path / "source")
+    git("init", "-q", cwd=source)
+    commit_all(source, "generated")  # check-added-large-files looks at what git adds
+    tracked = git("ls-files", cwd=source).stdout.split()
+    for repo in config["repos"]:
+        if repo["repo"] != "local":
+            distribution = repo["repo"].rsplit("/", 1)[1].removesuffix("-pre-commit")
+            assert f"{distribution}=={repo['rev'].removeprefix('v')}" in requirements, repo["repo"]
+        for hook in repo["hooks"]:
+            if hook["id"] in TESTED_ELSEWHERE:
+                continue
+            entry = Path(sys.executable).with_name(HOOK_ENTRIES.get(hook["id"], hook["id"]))
+            paths = [path for path in tracked if path.endswith(HOOK_FILES.get(hook["id"], ""))]
+            run(str(entry), *hook.get("args", []), *paths, cwd=source)
+    assert {hook["id"] for repo in config["repos"] for hook in repo["hooks"]} >= TESTED_ELSEWHERE
 
 
 def test_minimum_versions_pin_any_dependency_list(project, tmp_path):
@@ -217,21 +280,18 @@ def test_minimum_versions_pin_any_dependency_list(project, tmp_path):
 
 
 def test_scientific_python_repo_review(project):
-    """sp-repo-review passes, but for the checks that pyproject.toml ignores with their reasons and those
-    below, which the project does not meet yet."""
+    """sp-repo-review passes, but for the checks that pyproject.toml ignores, each with its reason."""
     from repo_review.processor import process
 
-    not_yet = {
-        "PC140": "a type checker in pre-commit (CI runs mypy as a job of its own)",
-        "PC100": "pre-commit-hooks",
-        "PC160": "a spell checker",
-        "PC180": "a markdown formatter",
-        "SEC001": "zizmor on the workflows",
-    }
     _, results = process(project)
-    assert sorted(r.name for r in results if r.result is False) == sorted(not_yet)
+    assert [f"{r.name}: {r.description}" for r in results if r.result is False] == []
     ignored = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["repo-review"]["ignore"]
+    assert sorted(ignored) == ["PC140", "PC170", "PY004", "PY007"]
     assert all(reason for reason in ignored.values())
+
+
+def test_pyproject_is_valid(project):
+    run(str(Path(sys.executable).with_name("validate-pyproject")), "pyproject.toml", cwd=project)
 
 
 @pytest.mark.slow
@@ -241,6 +301,13 @@ def test_the_package_type_checks(project, tmp_path):
     assert ci["jobs"]["typecheck"]["steps"][-1]["run"] == "python -m mypy"
     env = {**os.environ, "PYTHONPATH": str(project / "src")}
     run(sys.executable, "-m", "mypy", "--cache-dir", str(tmp_path), cwd=project, env=env)  # nothing left behind
+    # What users' type checkers see: the op's own signature, not the decorator's (*args, **kwargs).
+    names = custom_names(project.parent.name.rstrip("0123456789"))
+    user = tmp_path / "user.py"
+    user.write_text(f"import {names['package_name']}\nreveal_type({names['package_name']}.{names['op_name']})\n")
+    mypy = (sys.executable, "-m", "mypy", "--cache-dir", str(tmp_path), "--config-file", "", str(user))
+    revealed = run(*mypy, cwd=tmp_path, env=env).stdout
+    assert re.search(r'Revealed type is "def \(\w+: torch\._tensor\.Tensor.*\) -> torch\._tensor\.Tensor"', revealed)
 
 
 def test_release_workflow_and_dependabot(project):
@@ -253,7 +320,7 @@ def test_release_workflow_and_dependabot(project):
     publish = release["jobs"]["publish"]
     assert publish["permissions"] == {"id-token": "write"}
     assert publish["needs"] == "build"
-    assert publish["steps"][-1]["uses"] == "pypa/gh-action-pypi-publish@release/v1"
+    assert publish["steps"][-1]["uses"].startswith("pypa/gh-action-pypi-publish@")  # pinned: see the audit test
     dependabot = yaml.safe_load((project / ".github/dependabot.yml").read_text(encoding="utf-8"))
     assert [u["package-ecosystem"] for u in dependabot["updates"]] == ["github-actions"]
 
@@ -289,32 +356,60 @@ def test_generated_suite_passes(project):
     assert_suite_passes(result, at_least=15)
 
 
+def starter_sources(starter: str, package: str, op: str) -> dict[str, str]:
+    """The files a project of `starter` copies from this repository, by their paths in a project with these
+    names."""
+    source_op = STARTERS[starter].op_name
+    modules = ["_boundary.py", "_boundary.py", "_checks.py", "_derivatives.py", "_kernel_ops.py", "_op_factory.py"]
+    tests = ["__init__.py", "conftest.py", "contract.py", "helpers.py", "test_boundary.py"]
+    tests += ["test_op_factory.py", "test_readme.py"]
+    pairs = {f"src/{package}/{name}": f"reference/{name}" for name in modules}
+    pairs |= {f"tests/{name}": f"tests/{name}" for name in tests}
+    return pairs | {
+        f"src/{package}/{op}.py": f"reference/{source_op}.py",
+        f"tests/test_{op}.py": f"tests/test_{source_op}.py",
+        f"benchmarks/bench_{op}.py": f"benchmarks/bench_{source_op}.py",
+        "benchmarks/compare.py": "benchmarks/compare.py",
+    }
+
+
 @pytest.mark.parametrize("starter", list(STARTERS))
 def test_op_files_are_the_reference_files(starter, tmp_path):
     """No drift: rendered with the reference names, a project holds reference/'s files unchanged."""
-    op = STARTERS[starter].op_name
     project = render(tmp_path, starter=starter, package_name="reference")
-    pairs = {
-        f"src/reference/{op}.py": f"reference/{op}.py",
-        "src/reference/_boundary.py": "reference/_boundary.py",
-        "src/reference/_checks.py": "reference/_checks.py",
-        "src/reference/_derivatives.py": "reference/_derivatives.py",
-        "src/reference/_kernel_ops.py": "reference/_kernel_ops.py",
-        "src/reference/_op_factory.py": "reference/_op_factory.py",
-        f"tests/test_{op}.py": f"tests/test_{op}.py",
-        "tests/__init__.py": "tests/__init__.py",
-        "tests/conftest.py": "tests/conftest.py",
-        "tests/contract.py": "tests/contract.py",
-        "tests/helpers.py": "tests/helpers.py",
-        "tests/test_boundary.py": "tests/test_boundary.py",
-        "tests/test_op_factory.py": "tests/test_op_factory.py",
-        "tests/test_readme.py": "tests/test_readme.py",
-        f"benchmarks/bench_{op}.py": f"benchmarks/bench_{op}.py",
-        "benchmarks/compare.py": "benchmarks/compare.py",
-    }
-    for generated, source in pairs.items():
+    for generated, source in starter_sources(starter, "reference", STARTERS[starter].op_name).items():
         assert (project / generated).read_bytes() == (REPO / source).read_bytes(), generated
     run(sys.executable, "-m", "ruff", "format", "--check", "--no-cache", ".", cwd=project)
+
+
+MODULE_PATH = re.compile(r"\.\w|\s+import\b")  # what follows the package's name where code names it
+
+
+@pytest.mark.parametrize("starter", list(STARTERS))
+def test_a_render_differs_from_its_sources_only_in_the_renamed_names(starter, tmp_path):
+    """Word by word, with names that are also words of the prose: a render differs from the files it copies
+    only where code names the package (a module path), the op or the class (an identifier, or a part of
+    one, that starts with it: `<op>_kernel`, `bench_<op>`, `<Class>Function`). The prose keeps its words
+    ("the reference")."""
+    names = {"starter": starter, "package_name": "the", "op_name": "value", "class_name": "Value"}
+    project = render(tmp_path, **names)
+    starter_names = STARTERS[starter]
+    prefixes = {starter_names.op_name: names["op_name"], starter_names.class_name: names["class_name"]}
+    for generated, source in starter_sources(starter, "the", "value").items():
+        old, new = (
+            re.split(r"(\W+)", (REPO / source).read_text(encoding="utf-8")),
+            re.split(r"(\W+)", (project / generated).read_text(encoding="utf-8")),
+        )
+        assert len(old) == len(new), f"{generated}: the render has other words than {source}"
+        for i in range(0, len(old), 2):  # words at even positions, what separates them at odd ones
+            if old[i] == new[i]:
+                continue
+            renamed = [re.sub(rf"(?<![A-Za-z0-9]){name}", new_name, old[i]) for name, new_name in prefixes.items()]
+            if old[i] == "reference" and i + 1 < len(old) and MODULE_PATH.match(old[i + 1] + old[i + 2]):
+                renamed.append(names["package_name"])
+            line = "".join(old[:i]).count("\n") + 1
+            assert new[i] in renamed, f"{generated}:{line}: {old[i]!r} became {new[i]!r}"
+        assert [old[i] for i in range(1, len(old), 2)] == [new[i] for i in range(1, len(new), 2)], generated
 
 
 BAD_ANSWERS = [
@@ -338,6 +433,9 @@ BAD_ANSWERS = [
     ("project_slug", "back\\slash", "'\\\\'"),
     ("author_email", "not-an-email", "email address"),
     ("author_email", "a@b", "email address"),
+    ("repository_url", "github.com/you/project", "https:// address"),
+    ("repository_url", "https://github.com/you/project/", "trailing '/'"),
+    ("repository_url", "https://github.com/you/my project", "https:// address"),
     ("version", "one", "PEP 440"),
     ("project_name", "two\nlines", "one non-empty line"),
     ("description", "\t", "one non-empty line"),
@@ -465,9 +563,9 @@ def test_wheel_installs_and_its_tests_pass_against_the_installed_package(tmp_pat
     assert_suite_passes(result, at_least=15)
 
 
-def git(*args, cwd: Path) -> None:
+def git(*args, cwd: Path) -> subprocess.CompletedProcess:
     identity = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com", "GIT_COMMITTER_NAME": "t"}
-    run("git", *args, cwd=cwd, env={**os.environ, **identity, "GIT_COMMITTER_EMAIL": "t@example.com"})
+    return run("git", *args, cwd=cwd, env={**os.environ, **identity, "GIT_COMMITTER_EMAIL": "t@example.com"})
 
 
 def commit_all(repo: Path, message: str) -> None:

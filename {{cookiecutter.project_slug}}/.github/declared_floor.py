@@ -1,12 +1,17 @@
-"""Prints the declared floor of pyproject.toml's dependencies as pip constraints, one `name==version` a line.
+"""What pyproject.toml declares, for CI: python .github/declared_floor.py [--pythons] [pyproject.toml]
 
-Each dependency's `>=` lower bound becomes `==`, whatever the name (scikit-image, PyWavelets) and however
+By default, the floor of its dependencies as pip constraints, one `name==version` a line. Each
+dependency's `>=` lower bound becomes `==`, whatever the name (scikit-image, PyWavelets) and however
 the list is laid out, so that CI's minimum-versions job tests exactly what the project declares. A
-dependency without a lower bound is left free. python .github/declared_floor.py [pyproject.toml]
+dependency without a lower bound is left free.
+
+With --pythons, the Python versions to test, oldest first, as a JSON list: each `Programming Language ::
+Python :: 3.x` classifier that requires-python allows.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 
@@ -29,7 +34,31 @@ def floor(dependencies: list[str]) -> list[str]:
     return pins
 
 
+def pythons(project: dict) -> list[str]:
+    def minor(version: str) -> tuple[int, int]:
+        major, minor = version.split(".")[:2]
+        return int(major), int(minor)
+
+    lowest, below = minor("3.0"), minor("4.0")
+    for bound in project["requires-python"].split(","):
+        match = re.fullmatch(r"\s*(>=\s*\d+\.\d+(?:\.\d+)?|<\s*\d+\.\d+)\s*", bound)
+        if not match:
+            sys.exit(f"requires-python: got {bound.strip()!r}; this script reads `>=3.X[.Y]` and `<3.X` bounds")
+        if bound.strip().startswith(">="):
+            lowest = minor(bound.strip()[2:].strip())
+        else:
+            below = minor(bound.strip()[1:].strip())
+    classified = re.findall(r"^Programming Language :: Python :: (3\.\d+)$", "\n".join(project["classifiers"]), re.M)
+    versions = sorted((v for v in classified if lowest <= minor(v) < below), key=minor)
+    if not versions:
+        sys.exit("pyproject.toml: no `Programming Language :: Python :: 3.x` classifier that requires-python allows")
+    return versions
+
+
 if __name__ == "__main__":
-    path = sys.argv[1] if len(sys.argv) > 1 else "pyproject.toml"
-    with open(path, "rb") as file:
-        print("\n".join(floor(tomllib.load(file)["project"]["dependencies"])))
+    arguments = sys.argv[1:]
+    want_pythons = "--pythons" in arguments
+    paths = [argument for argument in arguments if argument != "--pythons"]
+    with open(paths[0] if paths else "pyproject.toml", "rb") as file:
+        project = tomllib.load(file)["project"]
+    print(json.dumps(pythons(project)) if want_pythons else "\n".join(floor(project["dependencies"])))
