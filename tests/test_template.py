@@ -305,8 +305,8 @@ def test_the_package_type_checks(project, tmp_path):
     names = custom_names(project.parent.name.rstrip("0123456789"))
     user = tmp_path / "user.py"
     user.write_text(f"import {names['package_name']}\nreveal_type({names['package_name']}.{names['op_name']})\n")
-    mypy = (sys.executable, "-m", "mypy", "--cache-dir", str(tmp_path), "--config-file", "", str(user))
-    revealed = run(*mypy, cwd=tmp_path, env=env).stdout
+    mypy = (sys.executable, "-m", "mypy", "--cache-dir", str(tmp_path), "src", str(user))  # torch from the cache
+    revealed = run(*mypy, cwd=project, env=env).stdout
     assert re.search(r'Revealed type is "def \(\w+: torch\._tensor\.Tensor.*\) -> torch\._tensor\.Tensor"', revealed)
 
 
