@@ -151,7 +151,10 @@ def test_line_breaks_do_not_depend_on_the_names(starter, tmp_path):
 
 
 def test_pyproject(project):
-    meta = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    pyproject = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))
+    requirements = (REPO / "requirements.txt").read_text(encoding="utf-8").split()
+    assert all(pin in requirements for pin in pyproject["dependency-groups"]["typecheck"])  # what the tests run
+    meta = pyproject["project"]
     assert meta["name"] == project.name
     assert "torch>=2.9" in meta["dependencies"]
     assert set(meta["optional-dependencies"]) == {"cuda12", "cuda13", "test"}
