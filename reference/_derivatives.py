@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 _GIVES = {
     "backward": "reverse-mode derivatives (backward, torch.autograd.grad, torch.func.grad, jacrev, vjp)",
     "jvp": "forward-mode derivatives (torch.func.jvp, jacfwd, dual tensors) and double backward",
-    "curvature": "second derivatives (double backward, hessian, hvp)",
+    "curvature": "second derivatives (double backward, hessian, hvp); an op linear in its inputs returns 0",
 }
 
 
@@ -479,5 +479,5 @@ def _missing(declared: DeclaredOp, kernel: str, needed_for: str) -> RuntimeError
 def _beyond(declared: DeclaredOp, what: str) -> RuntimeError:
     hint = ""
     if not declared.third_derivatives_are_zero:
-        hint = " An op that is quadratic in its inputs declares third_derivatives_are_zero=True."
+        hint = " An op that is linear or quadratic (bilinear) in its inputs declares third_derivatives_are_zero=True."
     return RuntimeError(f"{declared.name}: {what} are not supported; first and second derivatives are.{hint}")

@@ -283,8 +283,9 @@ def declare_op(
     - `batched`: the kernels treat data's leading dims as batch dims, so vmap calls them once
       for the whole batch. Without it, vmap calls them once per sample, which is right for
       any kernel (one that sums over its whole input, say).
-    - `third_derivatives_are_zero`: the op is quadratic in its inputs (a bilinear op, such
-      as a convolution with a learnable kernel): third derivatives need no kernel.
+    - `third_derivatives_are_zero`: the op is linear or quadratic in its inputs (a bilinear
+      op, such as a convolution with a learnable kernel): third derivatives need no kernel.
+      A linear op's `curvature` kernel returns 0.
     - `check(*args)`: raises on bad input, beyond the rules every op shares (`check_tensors`:
       float tensors of one dtype and device, data that broadcasts). It sees the arguments as
       the user passed them (under vmap, each sample's shape), after autocast.

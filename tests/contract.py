@@ -10,8 +10,11 @@ An op's test file subclasses `OpContract` and declares, as PyTorch's OpInfo does
 A sample gives each argument by name: a shape (a tuple) for a tensor input, which becomes a
 random float tensor that requires grad; a function `(dtype, device) -> tensor` for one that
 needs particular values; the value itself otherwise. Arguments left out take their
-defaults. The first sample's first tensor has a leading batch dim, which the per-sample
-checks vmap over, and which empty-batch checks set to 0.
+defaults. The first sample's first data tensor (a tensor input that is not one of the op's
+`parameters`) has a leading batch dim, which the per-sample checks vmap over, and which
+empty-batch checks set to 0. Values, gradients and every derivative the op declares are
+compared with native's on every sample, so give a sample for each value of a plain argument
+that changes the math (a flag, a mode); the numerical checks (gradcheck) take the first.
 
 What the op supports comes from its declaration (`declare_op`): forward mode where it has a
 jvp kernel, second order where it also has a curvature kernel, and its parameters. Each
@@ -180,6 +183,16 @@ class OpContract:
             names = [a.name for a in self.declared.arguments if a.is_tensor and self.samples[0].get(a.name) is not None]
             metafunc.parametrize("vmapped", [*names, "all"])
 
+    def batch_argument(self, sample) -> str:
+        """The tensor input whose leading dim is a batch dim: the first that is data, not a parameter."""
+        names = list(self._shapes(sample))
+        return next((n for n in names if n not in self.declared.parameters), names[0])
+
+    def batch_in_dims(self, sample) -> tuple[int | None, ...]:
+        """vmap's in_dims for a function of the sample's tensors (as `of_tensors` gives): its batch dim."""
+        batch = self.batch_argument(sample)
+        return tuple(0 if name == batch else None for name in self._shapes(sample))
+
     def _shapes(self, sample) -> dict[str, tuple[int, ...]]:
         """The shape of each tensor input of `sample` (not an absent optional one), by name."""
         args = self.args(sample, requires_grad=False)
@@ -234,11 +247,11 @@ class OpContract:
         assert_matches(self.call, self.call_native, *args)
 
     def test_empty_batch(self, device):
-        """A new leading dim of size 0 on the first tensor: native's shapes (from the meta device: some builds of
-        native FFTs fail on an empty batch), and empty gradients."""
+        """A new leading dim of size 0 on the batch argument: native's shapes (from the meta device: some builds
+        of native FFTs fail on an empty batch), and empty gradients."""
         sample = dict(self.samples[0])
-        first = next(a.name for a in self.declared.arguments if a.is_tensor)
-        sample[first] = (0, *self._shapes(sample)[first])
+        batch = self.batch_argument(sample)
+        sample[batch] = (0, *self._shapes(sample)[batch])
         args = self.args(sample, device=device)
         results = outputs(self.call(*args))
         expected = outputs(self.call_native(*self.args(sample, device="meta")))
@@ -312,6 +325,26 @@ class OpContract:
             grads = torch.autograd.grad(self.loss(fn)(*tensors), tensors, create_graph=True)
             with pytest.raises(RuntimeError, match=self.refusal("(jvp|curvature)")):
                 torch.autograd.grad(sum(g.sum() for g in grads), tensors)
+
+    def test_every_derivative_matches_native_on_every_sample(self, sample, device):
+        """Forward mode, and second order both ways (hvp, forward over reverse), against native on each sample:
+        the numerical checks take the first, and a plain argument (a flag, a mode) may change the math."""
+        fn, native, tensors = self.of_tensors(self.call, sample, device)
+        moves = tuple(torch.randn_like(t) for t in tensors)
+        if self.has_jvp:
+            ours, theirs = self.float_outputs(fn), self.float_outputs(native)
+            torch.testing.assert_close(
+                torch.func.jvp(ours, tuple(tensors), moves), torch.func.jvp(theirs, tuple(tensors), moves)
+            )
+        if self.has_second_order:
+            ours, theirs = self.loss(fn), self.loss(native)
+            hvp = torch.autograd.functional.hvp(ours, tuple(tensors), moves)[1]
+            torch.testing.assert_close(hvp, torch.autograd.functional.hvp(theirs, tuple(tensors), moves)[1])
+            argnums = tuple(range(len(tensors)))
+            over = [
+                torch.func.jvp(torch.func.grad(f, argnums=argnums), tuple(tensors), moves)[1] for f in (ours, theirs)
+            ]
+            torch.testing.assert_close(*over)
 
     def test_grad_and_jacrev_match_native(self, device):
         fn, native, tensors = self.of_tensors(self.call, self.samples[0], device)
@@ -411,10 +444,10 @@ class OpContract:
         torch.testing.assert_close(batched, loop(self.call_native))
 
     def test_per_sample_gradients_match_native(self, device):
-        """Gradients of every tensor input, vmapped over the first's batch dim: per-sample gradients of the others."""
+        """Gradients of every tensor input, vmapped over the batch dim: per-sample gradients of the others."""
         fn, native, tensors = self.of_tensors(self.call, self.samples[0], device)
         argnums = tuple(range(len(tensors)))
-        in_dims = (0, *[None] * (len(tensors) - 1))
+        in_dims = self.batch_in_dims(self.samples[0])
         ours = torch.func.vmap(torch.func.grad(self.loss(fn), argnums=argnums), in_dims=in_dims)(*tensors)
         theirs = torch.func.vmap(torch.func.grad(self.loss(native), argnums=argnums), in_dims=in_dims)(*tensors)
         torch.testing.assert_close(ours, theirs)
@@ -448,7 +481,7 @@ class OpContract:
         has a jvp kernel), and torch.func's derivative transforms get an error that names the public function,
         never the zero tangents of a custom op's own autograd."""
         fn, native, tensors = self.of_tensors(self.declared.op, self.samples[0], device)
-        in_dims = (0, *[None] * (len(tensors) - 1))
+        in_dims = self.batch_in_dims(self.samples[0])
         torch.testing.assert_close(
             torch.func.vmap(fn, in_dims=in_dims)(*tensors), torch.func.vmap(native, in_dims=in_dims)(*tensors)
         )
@@ -517,7 +550,7 @@ class OpContract:
             lambda: torch.func.grad(self.loss(native))(*tensors),
             f"{self.name}_forward got tensors that a torch.func transform differentiates",
         )
-        in_dims = (0, *[None] * (len(tensors) - 1))
+        in_dims = self.batch_in_dims(self.samples[0])
         batched = torch.compile(torch.func.vmap(fn, in_dims=in_dims), fullgraph=True)(*tensors)
         torch.testing.assert_close(batched, torch.func.vmap(native, in_dims=in_dims)(*tensors))
         refusal = rf"{self.name}_forward got a forward-mode tangent .* outside torch.compile|{self.refusal('jvp')}"
