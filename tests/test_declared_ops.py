@@ -1,8 +1,8 @@
-"""Nine ops in one project, as a user gets there: the three starters, and six ops declared from scratch.
+"""Ten ops in one project, as a user gets there: the three starters, and seven ops declared from scratch.
 
 The project is the blank starter's; the fft and conv2d starters join it by the generated README's
 command (rendering into the project), which changes no file it already has but the exports. Then
-six ops of shapes that the blank starter's (data, a broadcasting weight, a float) does not take
+seven ops of shapes that the blank starter's (data, a broadcasting weight, a float) does not take
 are added by hand, each an op module (declared_ops/ops/<op>.py, which becomes src/own_ops/<op>.py),
 its declaration into the contract (declared_ops/tests/<op>.py, which becomes tests/test_<op>.py)
 and its benchmark script, as the blank starter's:
@@ -11,12 +11,15 @@ and its benchmark script, as the blank starter's:
 - local_max: int and int[] hyperparameters, a saved integer index, reverse mode only;
 - mean_and_var: two outputs;
 - normalize: a sum over the whole input, so no batch dims;
-- masked_scale: an optional tensor input.
+- masked_scale: an optional tensor input;
+- solve_lower: a parameter first (a matrix), a bool that changes every derivative, the output saved.
 declared_ops/ruff.toml lints those files here as the generated project lints them.
 """
 
 import os
+import re
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -35,6 +38,7 @@ OPS = {
     "mean_and_var": "MeanAndVar",
     "normalize": "Normalize",
     "masked_scale": "MaskedScale",
+    "solve_lower": "SolveLower",
 }
 STARTERS = {"fft": ("bad_fft", "BadFFT"), "conv2d": ("scipy_conv2d", "ScipyConv2d")}
 
@@ -55,7 +59,7 @@ def add_op(project: Path, op: str, module: str) -> None:
 
 
 @pytest.mark.slow
-def test_nine_ops_in_one_project_pass_its_whole_suite(tmp_path):
+def test_ten_ops_in_one_project_pass_its_whole_suite(tmp_path):
     project = render(tmp_path, starter="blank", project_slug="own-ops", package_name="own_ops")
     command = add_op_command((project / "README.md").read_text(encoding="utf-8"))
     assert command[:2] == ["cookiecutter", str(REPO)]  # the template this project was rendered from
@@ -76,7 +80,23 @@ def test_nine_ops_in_one_project_pass_its_whole_suite(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(project / "src")}
     start = time.perf_counter()
     result = run(sys.executable, "-m", "pytest", "-q", "-rA", "-p", "no:cacheprovider", cwd=project, env=env)
-    print(f"nine ops' suite: {result.stdout.splitlines()[-1]} ({time.perf_counter() - start:.0f} s)")
+    print(f"ten ops' suite: {result.stdout.splitlines()[-1]} ({time.perf_counter() - start:.0f} s)")
     assert_suite_passes(result, at_least=600)
+    # The contract can fail: a jvp that is wrong only with unit_diagonal, as a user might write it, fails the
+    # comparison with native on the sample that sets it.
+    module = project / "src" / "own_ops" / "solve_lower.py"
+    right = "_lower(backend.xp, matrix_tangent, unit_diagonal)"
+    module.write_text(module.read_text(encoding="utf-8").replace(right, right.replace("unit_diagonal)", "False)")))
+    check = "tests/test_solve_lower.py::TestContract::test_every_derivative_matches_native_on_every_sample"
+    wrong = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", check],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert wrong.returncode == 1, wrong.stdout
+    assert re.search(r"1 failed, \d+ passed", wrong.stdout.splitlines()[-1]), wrong.stdout
+    assert f"FAILED {check}[sample1-cpu]" in wrong.stdout
     for op in ("my_op", "bad_fft", "scipy_conv2d", *OPS):
         assert f"PASSED tests/test_{op}.py::TestContract::" in result.stdout, f"no contract test of {op} ran"
