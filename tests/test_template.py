@@ -152,7 +152,7 @@ def test_line_breaks_do_not_depend_on_the_names(starter, tmp_path):
 
 def test_pyproject(project):
     pyproject = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))
-    requirements = (REPO / "requirements.txt").read_text(encoding="utf-8").split()
+    requirements = (REPO / "requirements.txt").read_text(encoding="utf-8").splitlines()
     assert all(pin in requirements for pin in pyproject["dependency-groups"]["typecheck"])  # what the tests run
     meta = pyproject["project"]
     assert meta["name"] == project.name
