@@ -184,10 +184,10 @@ def _second_forward(d: DeclaredOp, tangents, directions, state, output_shapes, n
     """d²f[t, s] per output, the second derivative in two directions, for an op quadratic in its inputs.
 
     Its jvp J(t) is then affine in the inputs: J(t) at inputs s, less J(t) at zero inputs, is
-    d²f[t, s]. An op with saved values cannot be evaluated at other inputs, and other ops have
-    no kernel for it.
+    d²f[t, s]. An op whose kernels take saved values or outputs cannot be evaluated at other
+    inputs, and other ops have no kernel for it.
     """
-    if not d.third_derivatives_are_zero or d.saved:
+    if not d.third_derivatives_are_zero or d.saved or d.kept_outputs:
         raise _beyond(d, f"forward-over-forward derivatives ({needed_for})")
     inputs = state[: d.n_tensors]
     moved = [None if t is None or isinstance(t, _Unkept) else s for t, s in zip(inputs, directions, strict=True)]
@@ -269,6 +269,7 @@ def make_functions(declared: DeclaredOp) -> type[torch.autograd.Function]:
                 meta = _meta(t)
                 ctx.input_meta.append(meta)
                 state.append(t if t is None or named or keep_all or t.requires_grad else _Unkept(meta))
+            state += [outputs[i] for i in d.kept_outputs]
             state += [
                 s if named else None for s, named in zip(outputs[d.n_outputs :], d.kernels_take_saved, strict=True)
             ]

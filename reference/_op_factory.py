@@ -18,6 +18,8 @@ autocast's policy, runs the op's `check`, and applies its Function.
 
 Kernels get what they name. After `backend`, each parameter names one of:
 - an argument of the schema (a tensor, or a plain value: float, int, int[], bool, str);
+- an output (derivative kernels), by its name in the schema (`-> Tensor y`), or `result`
+  for one unnamed: the op keeps it for them, as native exp keeps its output;
 - a value the forward saved for the derivatives (`saved=`: the forward kernel returns it
   after the outputs);
 - `grad` (one output) or `grad_<output>` (several): the gradient of an output;
@@ -29,7 +31,7 @@ gradient per tensor input, in order (None for one that has none, such as an inde
 gradient may keep dims that its input was broadcast over, which are summed. `jvp` returns
 one tangent per output (None for an index).
 
-The Functions save what the derivative kernels name, and the inputs that require grad,
+The Functions keep what the derivative kernels name, and the inputs that require grad,
 which higher derivatives connect to. A derivative kernel left out is left out: whatever
 needs it raises one error that names the op, the kernel and what it gives.
 """
@@ -116,10 +118,20 @@ class DeclaredOp:
         if unknown:
             raise ValueError(f"{self.name}: parameters {sorted(unknown)} are not tensor arguments")
 
-        # The state every derivative kernel op takes: the tensor inputs, the saved values, the plain arguments.
-        state = [f"Tensor? {n}" for n in (*self.tensors, *self.saved)]
+        taken = set(self.outputs) & {*(a.name for a in self.arguments), *self.saved}
+        if taken:
+            raise ValueError(f"{self.name}: outputs {sorted(taken)} have the names of arguments or saved values")
+
+        # The state every derivative kernel op takes: the tensor inputs, the outputs that a derivative kernel
+        # names (exp's derivatives are its output, which the op then keeps as native keeps it), the saved
+        # values, the plain arguments.
+        kernels = {"backward": backward, "jvp": jvp, "curvature": curvature}
+        named = {n for kernel in kernels.values() if kernel is not None for n in _kernel_arguments(kernel)}
+        self.kept_outputs = tuple(i for i, o in enumerate(self.outputs) if o in named)
+        kept_outputs = tuple(self.outputs[i] for i in self.kept_outputs)
+        state = [f"Tensor? {n}" for n in (*self.tensors, *kept_outputs, *self.saved)]
         state += [f"{a.kernel_type} {a.name}" for a in self.plain]
-        self._state_names = (*self.tensors, *self.saved, *(a.name for a in self.plain))
+        self._state_names = (*self.tensors, *kept_outputs, *self.saved, *(a.name for a in self.plain))
         returns = ", ".join(["Tensor"] * (len(self.outputs) + len(self.saved)))
         forward_schema = ", ".join(f"{a.kernel_type} {a.name}" for a in self.arguments)
         leading = {
@@ -132,7 +144,6 @@ class DeclaredOp:
             "jvp": [f"{o}_target" for o in self.outputs],
             "curvature": [f"{n}_target" for n in self.tensors],
         }
-        kernels = {"backward": backward, "jvp": jvp, "curvature": curvature}
         self.roles = tuple(role for role, kernel in kernels.items() if kernel is not None)
         self.needs = set()  # the names of state that some derivative kernel takes
         self.input_names = {"forward": tuple(a.name for a in self.arguments)}  # of each kernel op and Function
@@ -163,8 +174,10 @@ class DeclaredOp:
         self.n_state = len(self._state_names)
         self.n_targets = {role: len(names) for role, names in targets.items()}
         # Per tensor argument of each derivative kernel op: whether it is shaped like an input
-        # (a tensor input, its tangent or direction) rather than like an output (a gradient, a saved value).
-        inputs_then_saved = (True,) * len(self.tensors) + (False,) * len(self.saved) + (None,) * len(self.plain)
+        # (a tensor input, its tangent or direction) rather than like an output (a gradient, an output, a saved
+        # value).
+        like_outputs = (False,) * (len(self.kept_outputs) + len(self.saved))
+        inputs_then_saved = (True,) * len(self.tensors) + like_outputs + (None,) * len(self.plain)
         self.like_inputs = {
             "backward": (False,) * len(self.grad_names) + inputs_then_saved,
             "jvp": (True,) * len(self.tensors) + inputs_then_saved,

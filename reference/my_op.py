@@ -12,7 +12,8 @@ is simple enough to replace in a minute, and every test passes before you change
 anything. To make it yours:
 
 1. Replace the array kernels below. Each takes what it names: the op's arguments,
-   the values the forward saves, `grad`, `<input>_tangent` or `<input>_direction`.
+   its output (`result`), the values the forward saves, `grad`, `<input>_tangent`
+   or `<input>_direction`.
 2. Change the declaration: the schema (the public function's signature, defaults
    included), what the forward saves, and the check. `backward` is what training
    needs; `jvp` (forward mode) and `curvature` (second derivatives) are optional:

@@ -518,7 +518,8 @@ class OpContract:
         results = d.kernel_ops["forward"](*args)
         results = results if isinstance(results, (tuple, list)) else (results,)
         tensors = [args[i] for i in d.tensor_positions]
-        state = [*tensors, *results[len(d.outputs) :], *(args[i] for i in d.plain_positions)]
+        kept = [results[i] for i in d.kept_outputs]
+        state = [*tensors, *kept, *results[len(d.outputs) :], *(args[i] for i in d.plain_positions)]
         grads = [torch.randn_like(o) if o.dtype.is_floating_point else None for o in results[: len(d.outputs)]]
         moves = [None if t is None else torch.randn_like(t) for t in tensors]
         input_targets = [None if t is None else list(t.shape) for t in tensors]

@@ -12,7 +12,8 @@ and its benchmark script, as the blank starter's:
 - mean_and_var: two outputs;
 - normalize: a sum over the whole input, so no batch dims;
 - masked_scale: an optional tensor input;
-- solve_lower: a parameter first (a matrix), a bool that changes every derivative, the output saved.
+- solve_lower: a parameter first (a matrix), a bool that changes every derivative, the output that its
+  derivatives take.
 declared_ops/ruff.toml lints those files here as the generated project lints them.
 """
 

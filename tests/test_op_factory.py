@@ -206,6 +206,52 @@ def test_a_saved_index_travels_to_the_backward_and_only_x_is_kept():
         torch.func.jvp(ROW_MAX, (x.detach(),), (torch.ones_like(x),))
 
 
+# exp, whose derivatives are its output: the kernels name the output (`y` in the schema), which the op
+# keeps as native keeps it, instead of the forward returning it a second time as a saved value.
+def exp_backward(backend, grad, y):
+    return grad * y
+
+
+def exp_jvp(backend, x_tangent, y):
+    return x_tangent * y
+
+
+def exp_curvature(backend, grad, x_direction, y):
+    return grad * y * x_direction
+
+
+EXP = declare_op(
+    "op_factory_test::exp",
+    "(Tensor x) -> Tensor y",
+    forward=lambda backend, x: backend.xp.exp(x),
+    backward=exp_backward,
+    jvp=exp_jvp,
+    curvature=exp_curvature,
+    batched=True,
+)
+
+
+def test_kernels_that_name_the_output_get_it_and_the_op_keeps_it_as_native_does():
+    """Every order of derivative matches native's; the output is a state argument of the derivative
+    kernel ops, and changing it in place refuses the backward, as for torch.exp."""
+    x = randn(3, 4)
+    torch.testing.assert_close(EXP(x), torch.exp(x))
+    assert torch.autograd.gradcheck(EXP, (x,), check_forward_ad=True, check_batched_grad=True)
+    assert torch.autograd.gradgradcheck(EXP, (x,), check_fwd_over_rev=True)
+    loss = lambda f: lambda x: f(x).pow(2).sum()  # noqa: E731
+    torch.testing.assert_close(torch.func.hessian(loss(EXP))(x), torch.func.hessian(loss(torch.exp))(x))
+    torch.testing.assert_close(
+        torch.func.vmap(torch.func.grad(loss(EXP)))(x), torch.func.vmap(torch.func.grad(loss(torch.exp)))(x)
+    )
+    compiled = torch.compile(lambda x: EXP(x).pow(2).sum(), fullgraph=True)
+    torch.testing.assert_close(torch.autograd.grad(compiled(x), x)[0], 2 * torch.exp(2 * x))
+    assert "Tensor? y" in str(EXP.kernel_ops["backward"].op._schema)
+    y = EXP(x)
+    y.mul_(2)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        y.sum().backward()
+
+
 # Plain arguments of every schema type, with defaults, and an optional tensor.
 def every_type_kernel(backend, x, offset, scale, power, axes, flip, mode):
     y = x * scale + (0 if offset is None else offset)

@@ -2,7 +2,7 @@
 
 `matrix` is a parameter of shape (n, n): only its lower triangle is read, and with
 `unit_diagonal` not its diagonal either, which counts as ones. `b` is data of shape
-(..., n, k). The derivatives reuse the output x, which the forward saves.
+(..., n, k). The derivatives take the output x by its name in the schema, and the op keeps it for them.
 """
 
 from __future__ import annotations
@@ -31,9 +31,7 @@ def _lower(xp, m, unit_diagonal):
 
 
 def solve_lower_kernel(backend: ArrayBackend, matrix, b, unit_diagonal):
-    """x, and x again as the saved value the derivatives use."""
-    x = _solve(backend, matrix, b, unit_diagonal)
-    return x, x
+    return _solve(backend, matrix, b, unit_diagonal)
 
 
 def solve_lower_backward_kernel(backend: ArrayBackend, grad, matrix, x, unit_diagonal):
@@ -69,18 +67,17 @@ def _check(matrix, b, unit_diagonal):
 
 
 def _fake(matrix, b, unit_diagonal):
-    """x and the saved x: b's shape, which the matrix does not broadcast with."""
-    return b.new_empty(b.shape), b.new_empty(b.shape)
+    """x: b's shape, which the matrix does not broadcast with."""
+    return b.new_empty(b.shape)
 
 
 solve_lower_declared = declare_op(
     f"{__package__}::solve_lower",
-    "(Tensor matrix, Tensor b, bool unit_diagonal=False) -> Tensor",
+    "(Tensor matrix, Tensor b, bool unit_diagonal=False) -> Tensor x",
     forward=solve_lower_kernel,
     backward=solve_lower_backward_kernel,
     jvp=solve_lower_jvp_kernel,
     curvature=solve_lower_curvature_kernel,
-    saved=("x",),
     parameters=("matrix",),
     batched=True,
     check=_check,

@@ -1,4 +1,4 @@
-"""solve_lower: a parameter first (a matrix), a flag that changes every derivative, and the output saved."""
+"""solve_lower: a parameter first (a matrix), a flag that changes every derivative, and the output kept."""
 
 import pytest
 import torch
