@@ -128,10 +128,11 @@ class DeclaredOp:
         kernels = {"backward": backward, "jvp": jvp, "curvature": curvature}
         named = {n for kernel in kernels.values() if kernel is not None for n in _kernel_arguments(kernel)}
         self.kept_outputs = tuple(i for i, o in enumerate(self.outputs) if o in named)
-        kept_outputs = tuple(self.outputs[i] for i in self.kept_outputs)
-        state = [f"Tensor? {n}" for n in (*self.tensors, *kept_outputs, *self.saved)]
+        kept_names = tuple(self.outputs[i] for i in self.kept_outputs)
+        state = [f"Tensor? {n}" for n in (*self.tensors, *kept_names, *self.saved)]
         state += [f"{a.kernel_type} {a.name}" for a in self.plain]
-        self._state_names = (*self.tensors, *kept_outputs, *self.saved, *(a.name for a in self.plain))
+        self._state_names = (*self.tensors, *kept_names, *self.saved, *(a.name for a in self.plain))
+        self.needs = named & set(self._state_names)  # the names of state that some derivative kernel takes
         returns = ", ".join(["Tensor"] * (len(self.outputs) + len(self.saved)))
         forward_schema = ", ".join(f"{a.kernel_type} {a.name}" for a in self.arguments)
         leading = {
@@ -145,7 +146,6 @@ class DeclaredOp:
             "curvature": [f"{n}_target" for n in self.tensors],
         }
         self.roles = tuple(role for role, kernel in kernels.items() if kernel is not None)
-        self.needs = set()  # the names of state that some derivative kernel takes
         self.input_names = {"forward": tuple(a.name for a in self.arguments)}  # of each kernel op and Function
         self.kernel_ops = {
             "forward": kernel_op(
@@ -161,7 +161,6 @@ class DeclaredOp:
             names = (*leading[role], *self._state_names, *targets[role])
             self.input_names[role] = names
             _check_kernel_names(self.name, role, kernel, names)
-            self.needs.update(set(_kernel_arguments(kernel)) & set(self._state_names))
             schema_args = [f"Tensor? {n}" for n in leading[role]] + state + [f"SymInt[]? {t}" for t in targets[role]]
             self.kernel_ops[role] = kernel_op(
                 f"{qualname}_{role}",
