@@ -1,4 +1,10 @@
-"""Times forward plus backward of several implementations side by side, and prints ratios."""
+"""Times forward plus backward of several implementations side by side, and prints ratios.
+
+The contenders, from the floor up: `raw`, the op's own kernels on arrays (what any wrapper adds
+to); `bare`, a plain autograd.Function over the same kernels, the tutorial's way (no compile,
+vmap, export or forward mode, no checks); the op; and native torch. Each case runs at one thread
+and at torch's default.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +15,11 @@ import statistics
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
 from torch.utils import benchmark
 
-from reference._boundary import CUPY, host_round_trip
+from reference._boundary import CUPY, NUMPY, host_round_trip
 
 Step = Callable[[tuple, list[torch.Tensor]], None]
 
@@ -33,11 +40,74 @@ def fwd_bwd(forward: Callable[..., Any], context=contextlib.nullcontext) -> Step
 
 
 def contenders(native: Callable[..., Any], op: Callable[..., Any], device: str) -> dict[str, Step]:
-    """Native torch, the op, and on CUDA with CuPy the op's host round trip."""
-    steps = {"native": fwd_bwd(native), op.__name__: fwd_bwd(op)}
+    """On the CPU the op's raw kernels and a bare Function over them; the op, native torch, and on CUDA with CuPy
+    the op's host round trip."""
+    steps = {}
+    if device == "cpu":
+        steps |= {"raw": raw_kernels(op.declared), "bare": fwd_bwd(bare_function(op.declared))}
+    steps |= {op.__name__: fwd_bwd(op), "native": fwd_bwd(native)}
     if device == "cuda" and CUPY is not None:
         steps["round trip"] = fwd_bwd(op, host_round_trip)
     return steps
+
+
+def _kernel(declared, role: str, values: dict[str, Any]) -> Any:
+    """A declared op's kernel, called on NumPy with what it names from `values`."""
+    return declared.kernels[role](NUMPY, *[values[n] for n in declared.kernel_names[role]])
+
+
+def _forward_values(declared, args) -> dict[str, Any]:
+    """The values kernels name after the forward: its arguments (arrays for tensors), outputs and saved values."""
+    arrays = [a.detach().numpy() if isinstance(a, torch.Tensor) else a for a in args]
+    values = dict(zip([a.name for a in declared.arguments], arrays, strict=True))
+    results = _kernel(declared, "forward", values)
+    results = results if isinstance(results, (tuple, list)) else (results,)
+    return values | dict(zip((*declared.outputs, *declared.saved), results, strict=True))
+
+
+def _backward(declared, values: dict[str, Any], grads: list, needs_input_grad: tuple[bool, ...]) -> tuple:
+    # One gradient per output; an output that is not float (an index) has none.
+    values = values | dict(zip(declared.grad_names, grads, strict=False)) | {"needs_input_grad": needs_input_grad}
+    gradients = _kernel(declared, "backward", values)
+    return (gradients,) if len(declared.tensors) == 1 else tuple(gradients)
+
+
+def raw_kernels(declared) -> Step:
+    """The op's forward and backward kernels on arrays made before the timing: the floor of any wrapper."""
+    made: dict[int, tuple] = {}
+
+    def step(inputs: tuple, grads: list[torch.Tensor]) -> None:
+        if id(inputs) not in made:  # one case's arrays, made at its first call
+            made.clear()
+            made[id(inputs)] = (list(inputs), [g.numpy() for g in grads])
+        args, grad_arrays = made[id(inputs)]
+        _backward(declared, _forward_values(declared, args), grad_arrays, (True,) * len(declared.tensors))
+
+    return step
+
+
+def bare_function(declared) -> Callable[..., Any]:
+    """A plain autograd.Function over the op's forward and backward kernels, as the tutorial writes one: arrays by
+    .numpy() and torch.from_numpy, gradients summed to their inputs' shapes; nothing else."""
+
+    class Bare(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, *args):
+            ctx.values = _forward_values(declared, args)
+            ctx.shapes = [args[i].shape for i in declared.tensor_positions]
+            outputs = tuple(torch.from_numpy(np.asarray(ctx.values[o])) for o in declared.outputs)
+            return outputs[0] if len(outputs) == 1 else outputs
+
+        @staticmethod
+        def backward(ctx, *grads):
+            wanted = tuple(ctx.needs_input_grad[i] for i in declared.tensor_positions)
+            gradients = _backward(declared, ctx.values, [g.numpy() for g in grads], wanted)
+            result: list[torch.Tensor | None] = [None] * len(declared.arguments)
+            for i, g, shape in zip(declared.tensor_positions, gradients, ctx.shapes, strict=True):
+                result[i] = None if g is None else torch.from_numpy(np.asarray(g)).sum_to_size(shape)
+            return tuple(result)
+
+    return Bare.apply
 
 
 def cases(contract, samples, device: str) -> dict[str, Callable[[], tuple]]:
@@ -49,14 +119,33 @@ def cases(contract, samples, device: str) -> dict[str, Callable[[], tuple]]:
     return {label(s): lambda s=s: tuple(contract.args(s, torch.float32, device)) for s in samples}
 
 
-def benchmark_op(contract, device: str, samples=None, min_run_time: float = 0.2, rounds: int = 7) -> dict:
-    """The op of a test contract (tests/contract.py) against its `native`, on its `benchmark_samples`."""
+def benchmark_op(contract, device: str, samples=None, min_run_time: float = 0.2, rounds: int = 7) -> None:
+    """The op of a test contract (tests/contract.py) against its `native`, on its `benchmark_samples`, at one
+    thread and at torch's default."""
     op, native = type(contract).op, type(contract).native
-    print(f"## {op.__name__}, forward + backward, {device}, {environment()}\n")
     samples = contract.benchmark_samples if samples is None else samples
-    return compare(
-        cases(contract, samples, device), contenders(native, op, device), native, "native", min_run_time, rounds
-    )
+    for threads in thread_counts():
+        with torch_threads(threads):
+            print(f"## {op.__name__}, forward + backward, {device}, {environment()}\n")
+            steps = contenders(native, op, device)
+            pairs = [(op.__name__, "bare")] if "bare" in steps else []
+            compare(cases(contract, samples, device), steps, native, "native", min_run_time, rounds, pairs)
+
+
+def thread_counts() -> list[int]:
+    """One thread, then torch's default (where that is more)."""
+    return sorted({1, torch.get_num_threads()})
+
+
+@contextlib.contextmanager
+def torch_threads(count: int):
+    """torch's intra-op threads, which the ops' SciPy FFT workers follow, set to `count` for the block."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def main(doc: str, contract) -> None:
@@ -80,20 +169,22 @@ def compare(
     baseline: str = "native",
     min_run_time: float = 0.2,
     rounds: int = 7,
+    pairs: list[tuple[str, str]] | None = None,
 ) -> dict[str, list[float]]:
     """Prints a Markdown table of median ms per case and each contender's time over `baseline`'s.
 
     `cases` maps a label to a function that makes the inputs; `forward` makes the
-    outputs' shapes for the gradients. Returns each contender's ratios, one per case.
-    The contenders take turns, `rounds` times; a ratio is the median of the rounds'
-    ratios, each from timings taken side by side, so neither a burst of noise nor a
-    machine that slows down or speeds up over the run moves it.
+    outputs' shapes for the gradients; `pairs` adds ratios of two other contenders
+    ("ours/bare"). Returns each ratio ("name/baseline") by case. The contenders take
+    turns, `rounds` times; a ratio is the median of the rounds' ratios, each from
+    timings taken side by side, so neither a burst of noise nor a machine that slows
+    down or speeds up over the run moves it.
     """
-    others = [name for name in contenders if name != baseline]
-    header = [*contenders, *(f"{name}/{baseline}" for name in others)]
+    pairs = [(name, baseline) for name in contenders if name != baseline] + list(pairs or [])
+    header = [*contenders, *(f"{a}/{b}" for a, b in pairs)]
     print("| case | " + " | ".join(f"{h}" for h in header) + " |")
     print("|---" * (len(header) + 1) + "|")
-    ratios: dict[str, list[float]] = {name: [] for name in others}
+    ratios: dict[str, list[float]] = {f"{a}/{b}": [] for a, b in pairs}
     for label, make_inputs in cases.items():
         inputs = make_inputs()
         grads = [torch.randn_like(o) for o in float_outputs(forward(*inputs))]
@@ -102,13 +193,13 @@ def compare(
             for name, step in contenders.items():
                 times[name].append(median_ms(step, inputs, grads, min_run_time / rounds))
         ms = {name: statistics.median(t) for name, t in times.items()}
-        for name in others:
-            ratios[name].append(statistics.median(a / b for a, b in zip(times[name], times[baseline], strict=True)))
-        cells = [f"{ms[name]:.3f} ms" for name in contenders] + [f"{ratios[name][-1]:.2f}" for name in others]
+        for a, b in pairs:
+            ratios[f"{a}/{b}"].append(statistics.median(x / y for x, y in zip(times[a], times[b], strict=True)))
+        cells = [f"{ms[name]:.3f} ms" for name in contenders] + [f"{r[-1]:.2f}" for r in ratios.values()]
         print(f"| {label} | " + " | ".join(cells) + " |", flush=True)
     means = [f"{geometric_mean(r):.2f}" for r in ratios.values()]
     print("| geometric mean | " + " | ".join([""] * len(contenders) + means) + " |")
-    worst = ", ".join(f"{name}/{baseline} {max(r):.2f}" for name, r in ratios.items())
+    worst = ", ".join(f"{name} {max(r):.2f}" for name, r in ratios.items())
     print(f"\nworst case: {worst}\n")
     return ratios
 

@@ -3,9 +3,10 @@
 An op's array kernel takes an `ArrayBackend`, plain arrays and plain values: NumPy
 and SciPy for CPU tensors, CuPy and cupyx.scipy for CUDA tensors when CuPy is
 installed. `run_kernel` lets kernels read tensors without copies, leaving their
-storages resizable, computes float16 and bfloat16 in float32, and hands back new
-tensors (one per array the kernel returns) in torch's own memory. The kernel ops
-(`_kernel_ops`) call kernels through it; nothing here knows of autograd.
+storages resizable and their values unchanged (NumPy sees read-only arrays), computes
+float16 and bfloat16 in float32, and hands back new tensors (one per array the kernel
+returns) in torch's own memory. The kernel ops (`_kernel_ops`) call kernels through it;
+nothing here knows of autograd.
 """
 
 from __future__ import annotations
@@ -19,12 +20,14 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import scipy
 import scipy.fft  # imported now: every FFT op needs it, and the first call should not pay
 import torch
+
+from ._checks import strict
 
 # Below this many elements, a second FFT thread costs more than it saves.
 _MIN_ELEMENTS_PER_FFT_THREAD = 1 << 17
@@ -152,7 +155,7 @@ def run_kernel(kernel: Kernel, *args: Any) -> Any:
         _warn_round_trip(kernel, first.device)
         arrays = [_host_array(a.detach().cpu()) if isinstance(a, torch.Tensor) else a for a in args]
     with np.errstate(all="ignore"):
-        result = kernel(NUMPY, *arrays)
+        result = _call(kernel, NUMPY, arrays)
     tensors = _map(lambda r: _new_tensor(np, kernel, r), _arrays(np, kernel, result))
     return tensors if first.is_cpu else _map(lambda t: t.to(first.device), tensors)
 
@@ -167,7 +170,45 @@ def _run_on_cupy(kernel: Kernel, device: torch.device, args: tuple[Any, ...]) ->
     with cupy.cuda.Device(device.index), _cupy_stream(stream.cuda_stream, stream.device_index):
         # DLPack, unlike Tensor.numpy(), leaves the input's storage resizable.
         arrays = [cupy.from_dlpack(a.detach()) if isinstance(a, torch.Tensor) else a for a in args]
-        return _map(lambda r: _new_tensor(cupy, kernel, r, device), _arrays(cupy, kernel, kernel(CUPY, *arrays)))
+        results = _call(kernel, cast(ArrayBackend, CUPY), arrays)
+        return _map(lambda r: _new_tensor(cupy, kernel, r, device), _arrays(cupy, kernel, results))
+
+
+def _call(kernel: Kernel, backend: ArrayBackend, arrays: list[Any]) -> Any:
+    """`kernel(backend, *arrays)`, where writing to an input is an error that says so.
+
+    NumPy arrays of inputs are read-only, so a kernel cannot change the caller's tensors behind
+    autograd's back (their version counter would not move, and a gradient would be computed at the
+    changed values). CuPy arrays have no read-only flag: there, strict checks (`strict_checks`)
+    compare every input before and after the call.
+    """
+    before = [_snapshot(backend.xp, a) for a in arrays] if strict() else None
+    try:
+        result = kernel(backend, *arrays)
+    except ValueError as error:
+        if "read-only" not in str(error):
+            raise
+        raise ValueError(
+            f"{_name(kernel)}: {error}. Kernels get the op's inputs as read-only arrays, so that they cannot "
+            "change the caller's tensors: copy an array before changing it in place (x = x.copy()), and pass "
+            "a copy to a routine that refuses read-only input"
+        ) from error
+    if before is not None:
+        for i, (a, snapshot) in enumerate(zip(arrays, before, strict=True)):
+            if snapshot is not None and not backend.xp.array_equal(_snapshot(backend.xp, a), snapshot):
+                raise ValueError(
+                    f"{_name(kernel)} changed its input array {i} in place (position {i + 1} of the kernel's "
+                    "call, after the backend): kernels must leave their inputs as they are; copy an array before "
+                    "changing it (x = x.copy())"
+                )
+    return result
+
+
+def _snapshot(xp: ModuleType, a: Any) -> Any:
+    """An input array's bytes, as a new array (NaNs compare equal), or None for a plain value."""
+    if not isinstance(a, xp.ndarray):
+        return None
+    return xp.ascontiguousarray(a).copy().view(xp.uint8)
 
 
 def _map(function: Callable[[Any], Any], results: Any) -> Any:
@@ -221,8 +262,11 @@ class _HostView:
     _tensor: torch.Tensor
 
 
-def _host_array(t: torch.Tensor) -> np.ndarray:
-    """A dense CPU tensor as a NumPy array that shares its memory, or a copy for a conjugate or negated view."""
+def _host_array(t: torch.Tensor, writable: bool = False) -> np.ndarray:
+    """A dense CPU tensor as a NumPy array that shares its memory, or a copy for a conjugate or negated view.
+
+    The array is read-only unless `writable`: kernels read inputs through it, and must not change them.
+    """
     if t.layout != torch.strided:
         raise TypeError(f"tensors must be dense (strided) to reach an array kernel, got {t.layout}")
     typestr = _NUMPY_TYPESTR.get(t.dtype)
@@ -235,7 +279,7 @@ def _host_array(t: torch.Tensor) -> np.ndarray:
     view = _HostView()
     view._tensor = t
     view.__array_interface__ = {
-        "data": (t.data_ptr(), False),
+        "data": (t.data_ptr(), not writable),
         "shape": t.shape,
         "strides": None if t.is_contiguous() else tuple([stride * t.element_size() for stride in t.stride()]),
         "typestr": typestr,
@@ -257,7 +301,7 @@ def _new_tensor(xp: ModuleType, kernel: Kernel, array: Any, device: torch.device
     if xp is np and array.flags.writeable and min(array.strides, default=0) >= 0:
         return torch.from_numpy(array).clone(memory_format=torch.contiguous_format)
     out = torch.empty(array.shape, dtype=dtype, device=device)
-    xp.copyto(_host_array(out) if xp is np else xp.from_dlpack(out), array)
+    xp.copyto(_host_array(out, writable=True) if xp is np else xp.from_dlpack(out), array)
     return out
 
 

@@ -9,8 +9,11 @@ user passed them.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -19,7 +22,7 @@ import torch
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 # Tuples, not unions: torch.compile before 2.10 cannot trace isinstance with a union.
-_REAL_NUMBERS = (int, float, np.integer, np.floating)
+_REAL_NUMBERS = (int, float, np.integer, np.floating, np.bool_)
 _INTEGERS = (int, np.integer)
 
 
@@ -32,8 +35,9 @@ def check_tensor(op: str, name: str, t: Any) -> None:
 
 
 def float_argument(op: str, name: str, value: Any) -> float:
-    """`value` as a float, taken as torch takes a float argument: any real Python or NumPy number but a bool."""
-    if isinstance(value, bool) or not isinstance(value, _REAL_NUMBERS):
+    """`value` as a float, taken as torch's functions take a float argument: any real Python or NumPy number,
+    a bool included (torch.nn.functional.elu(x, alpha=True) takes it as 1.0, and so does the dispatcher)."""
+    if not isinstance(value, _REAL_NUMBERS):
         raise TypeError(f"{op}: {name} must be a real number, got {type(value).__name__}")
     try:
         return float(value)
@@ -161,3 +165,32 @@ def _broadcast(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...] | None
             return None
         shape.append(n if m == 1 else m)
     return tuple(reversed(shape))
+
+
+# ----------------------------------------------------------------------------
+# Strict checks: what kernels return and do, at a cost per call
+# ----------------------------------------------------------------------------
+
+STRICT_CHECKS_VARIABLE = "TORCH_SCIPY_OP_STRICT_CHECKS"
+_strict = contextvars.ContextVar("strict_checks", default=os.environ.get(STRICT_CHECKS_VARIABLE, "") not in ("", "0"))
+
+
+@contextlib.contextmanager
+def strict_checks(enabled: bool = True) -> Iterator[None]:
+    """Within this block, every kernel call is checked at a cost: the forward's outputs against the op's fake
+    on every call (not once per input signature), and every input array unchanged by the kernel, which
+    catches a kernel that writes to its inputs on CuPy, whose arrays have no read-only flag.
+
+    The environment variable TORCH_SCIPY_OP_STRICT_CHECKS=1 turns them on for a whole process; the
+    contract's tests run with them on.
+    """
+    token = _strict.set(enabled)
+    try:
+        yield
+    finally:
+        _strict.reset(token)
+
+
+def strict() -> bool:
+    """Whether strict checks are on (see `strict_checks`)."""
+    return _strict.get()

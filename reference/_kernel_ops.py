@@ -76,7 +76,29 @@ def run_in_float32_under_autocast(qualname: str, library: torch.library.Library)
         torch.library.register_autocast(qualname, device_type, torch.float32, lib=library)
 
 
-_libraries: list[torch.library.Library] = []  # a Library undoes its registrations when it is freed
+# Each operator's Library, by qualname: a Library undoes its registrations when it is freed, or destroyed.
+_libraries: dict[str, torch.library.Library] = {}
+
+
+def new_library(qualname: str) -> torch.library.Library:
+    """A Library to define the operator `qualname` in; the one defined before by that name is undone first,
+    so that declaring an op again (a notebook cell run twice, importlib.reload) replaces it."""
+    undefine(qualname)
+    library = _libraries[qualname] = torch.library.Library(qualname.split("::")[0], "FRAGMENT")
+    return library
+
+
+def undefine(qualname: str) -> None:
+    """Undoes every registration of the operator `qualname` made through `new_library`, if any."""
+    library = _libraries.pop(qualname, None)
+    if library is None:
+        return
+    destroy = getattr(library, "_destroy", None)  # private: where it is missing, refuse rather than guess
+    if destroy is None:
+        raise RuntimeError(
+            f"torch {torch.__version__} cannot undo the registration of {qualname}; restart Python to declare it again"
+        )
+    destroy()
 
 
 class _NoDerivative(torch.autograd.Function):
@@ -98,14 +120,26 @@ class _NoDerivative(torch.autograd.Function):
         )
 
 
-def kernel_op(qualname: str, schema: str, kernel: Kernel, *, fake=None, vmap=None):
+def broadcast_fake(returns: str) -> Callable[..., Any]:
+    """The fake of an op that returns `returns` ("Tensor", "(Tensor, Tensor)"): each output in the broadcast shape
+    of the tensor arguments and the first one's dtype, as elementwise ops have."""
+
+    def fake(*args):
+        tensors = [a for a in args if isinstance(a, torch.Tensor)]
+        shape = torch.broadcast_shapes(*(t.shape for t in tensors))
+        empties = tuple(tensors[0].new_empty(shape) for _ in range(returns.count("Tensor")))
+        return empties if "(" in returns else empties[0]
+
+    return fake
+
+
+def kernel_op(qualname: str, schema: str, kernel: Kernel, *, fake=None, vmap=None, verify=None):
     """Registers `kernel` as the operator `qualname` ("namespace::name"), and returns a function that calls it.
 
     `schema` is torch.library's, such as "(Tensor x, Tensor weight, float frequency) -> Tensor";
     plain-value arguments reach the kernel as they are. Besides the implementation
     (`run_kernel`), the op gets:
-    - a fake, for torch.compile and export: `fake(*args)`, or by default one output (or one
-      per returned Tensor) in the broadcast shape of the tensor arguments, as elementwise ops have;
+    - a fake, for torch.compile and export: `fake(*args)`, or by default `broadcast_fake`;
     - a vmap rule, `vmap(op, info, in_dims, *args)`: by default `once_per_sample`, which is
       right for any kernel. `all_at_once` is the rule of a kernel that treats leading dims as
       batch dims and keeps them in every output;
@@ -118,17 +152,22 @@ def kernel_op(qualname: str, schema: str, kernel: Kernel, *, fake=None, vmap=Non
     the same checks (opcheck, compile, export, torch.func) with a third of the dispatch cost.
     The returned function (its `op` attribute is the operator, torch.ops.<namespace>.<name>)
     skips the dispatcher where it would only call the implementation: see `_plain_eager_call`.
+    `verify(args, results)`, where given, sees every computed result, and raises on a wrong one.
+    Defining `qualname` again replaces the operator (see `new_library`).
     """
     namespace, name = qualname.split("::")
-    library = torch.library.Library(namespace, "FRAGMENT")
+    library = new_library(qualname)
     # cudagraph_unsafe: CuPy allocates from its own pool, and a kernel may synchronise, so
     # torch.compile(mode="reduce-overhead") leaves the op out of its CUDA graphs.
     library.define(name + schema, tags=(torch.Tag.pt2_compliant_tag, torch.Tag.cudagraph_unsafe))
     op = getattr(getattr(torch.ops, namespace), name).default
-    returns = schema.split("->")[1]
+    returns = schema.split("->")[1].strip()
 
     def compute(*args):
-        return run_kernel(kernel, *args)
+        results = run_kernel(kernel, *args)
+        if verify is not None:
+            verify(args, results)
+        return results
 
     # What the dispatcher calls: a compiled caller that falls back to eager must not trace into NumPy.
     implementation = torch.compiler.disable(compute)
@@ -156,12 +195,6 @@ def kernel_op(qualname: str, schema: str, kernel: Kernel, *, fake=None, vmap=Non
             return _NoDerivative.apply(f"torch.ops.{namespace}.{name}", below_autograd, *args)
         return below_autograd(*args)
 
-    def default_fake(*args):
-        tensors = [a for a in args if isinstance(a, torch.Tensor)]
-        shape = torch.broadcast_shapes(*(t.shape for t in tensors))
-        empties = tuple(tensors[0].new_empty(shape) for _ in range(returns.count("Tensor")))
-        return empties if "(" in returns else empties[0]
-
     def vmap_rule(info, in_dims, *args):
         return (vmap or once_per_sample)(op, info, in_dims, *args)
 
@@ -173,10 +206,9 @@ def kernel_op(qualname: str, schema: str, kernel: Kernel, *, fake=None, vmap=Non
 
     library.impl(name, implementation, "CompositeExplicitAutograd")
     library.impl(name, autograd, "Autograd", with_keyset=True)
-    torch.library.register_fake(qualname, fake or default_fake, lib=library)
+    torch.library.register_fake(qualname, fake or broadcast_fake(returns), lib=library)
     torch.library.register_vmap(qualname, vmap_rule, lib=library)
     run_in_float32_under_autocast(qualname, library)
-    _libraries.append(library)
     call.op = op  # type: ignore[attr-defined]
     call.differentiate = None  # type: ignore[attr-defined]
     return call

@@ -16,8 +16,9 @@ torch.ops.<namespace>.<name> with the declared schema. Calling the declared op (
 function does) binds the defaults, takes each argument as its schema type says, applies
 autocast's policy, runs the op's `check`, and applies its Function.
 
-Kernels get what they name. After `backend`, each parameter names one of:
-- an argument of the schema (a tensor, or a plain value: float, int, int[], bool, str);
+Kernels get what they name, in any order. The first parameter is `backend`; each other names one of:
+- an argument of the schema (a tensor, or a plain value: float, int, int[], bool, str): all the
+  forward kernel takes;
 - an output (derivative kernels), by its name in the schema (`-> Tensor y`), or `result`
   for one unnamed: the op keeps it for them, as native exp keeps its output;
 - a value the forward saved for the derivatives (`saved=`: the forward kernel returns it
@@ -26,10 +27,19 @@ Kernels get what they name. After `backend`, each parameter names one of:
 - `<input>_tangent` (jvp) or `<input>_direction` (curvature): how an input moves;
 - `needs_input_grad` (backward, curvature): one bool per tensor input, whether its gradient is
   wanted, as ctx.needs_input_grad: a kernel may skip the others, and return None for them.
-The forward returns the outputs, then the saved values. `backward` and `curvature` return one
-gradient per tensor input, in order (None for one that has none, such as an index); a
-gradient may keep dims that its input was broadcast over, which are summed. `jvp` returns
-one tangent per output (None for an index).
+The forward returns the outputs, then the saved values, each of the shape and dtype the fake gives.
+`backward` and `curvature` return one gradient per tensor input, in order (None for one that has
+none, such as an index), of its input's shape; a gradient may keep dims that its input was
+broadcast over, which are summed, and nothing is broadcast. `jvp` returns one tangent per
+output (None for an index), of its output's shape. A plain 0 is a zero derivative. Tensor
+inputs reach NumPy kernels as read-only arrays. What a kernel returns is checked, and a wrong
+result is an error that names the kernel (`_kernels`); `strict_checks` adds costlier checks.
+
+A declaration is checked before anything is registered: a kernel that takes anything else, or
+an argument, output or saved value whose name is another's or one that kernels get something
+else by (`backend`, `needs_input_grad`, `grad`, `<input>_tangent`, ...), is refused with an
+error that names the op, the kernel, the name and the rule. Declaring an op again in one
+process (a notebook cell run twice, importlib.reload) replaces it.
 
 The Functions keep what the derivative kernels name, and the inputs that require grad,
 which higher derivatives connect to. A derivative kernel left out is left out: whatever
@@ -46,21 +56,24 @@ from typing import Any
 
 import torch
 
-from ._boundary import ArrayBackend, Kernel
+from ._boundary import Kernel
 from ._checks import check_tensors, schema_taker
 from ._derivatives import make_functions
 from ._kernel_ops import (
     PublicFunction,
     _any_autocast_enabled,
-    _libraries,
     _plain_eager_call,
     batch_expanded,
     batch_first,
+    broadcast_fake,
     function_applier,
     kernel_op,
+    new_library,
     once_per_sample,
     public_op,
+    undefine,
 )
+from ._kernels import ForwardCheck, check_batched, derivative_kernel, forward_kernel, kernel_parameters
 
 
 @dataclass(frozen=True)
@@ -83,6 +96,13 @@ class _Argument:
         return spelled + ("?" if optional else "")
 
 
+# The names kernels get besides the op's own, which no argument, output or saved value may take.
+_KERNEL_NAMES = {
+    "backend": "the array backend",
+    "needs_input_grad": "which gradients are wanted",
+}
+
+
 class DeclaredOp:
     """An op built from its declaration: call it as the public function does.
 
@@ -90,13 +110,38 @@ class DeclaredOp:
     (the op's autograd.Function), `kernel_ops` (name -> the function that calls the kernel
     op; its `op` attribute is torch.ops.<namespace>.<name>_<kernel>), `op` (the public
     torch.ops.<namespace>.<name>).
+
+    Everything a declaration says is checked before anything is registered: a declaration that
+    fails leaves nothing behind, and declaring an op again replaces it.
     """
 
     def __init__(self, qualname, schema, *, forward, backward, jvp, curvature, saved, parameters, batched,
                  third_derivatives_are_zero, check, fake):  # fmt: skip
         self.qualname, self.schema = qualname, schema
         self.namespace, self.name = qualname.split("::")
-        parsed = torch._C.parse_schema(self.name + schema)
+        self.saved, self.parameters = tuple(saved), tuple(parameters)
+        self.check, self.third_derivatives_are_zero = check, third_derivatives_are_zero
+        self._read_schema()
+        kernels = {"forward": forward, "backward": backward, "jvp": jvp, "curvature": curvature}
+        self.roles = tuple(role for role in ("backward", "jvp", "curvature") if kernels[role] is not None)
+        self._check_names()
+        names = {"forward": self._kernel_names("forward", forward)}
+        self._lay_out_state(kernels)
+        names |= {role: self._kernel_names(role, kernels[role]) for role in self.roles}
+        # The kernels as written, and the names each takes: what the benchmark's bare contenders call.
+        self.kernels = {role: k for role, k in kernels.items() if k is not None}
+        self.kernel_names = names
+        self.appliers: dict[str, Callable[..., Any]] = {}  # each kernel op's Function, by role: see make_functions
+        try:
+            self._register(kernels, names, fake, batched)
+        except BaseException:
+            for qualname in self._qualnames():
+                undefine(qualname)
+            raise
+
+    def _read_schema(self) -> None:
+        """The arguments and outputs, from the schema."""
+        parsed = torch._C.parse_schema(self.name + self.schema)
         self.arguments = tuple(
             _Argument(a.name, str(a.type), a.default_value if a.has_default_value() else None, a.has_default_value())
             for a in parsed.arguments
@@ -105,73 +150,73 @@ class DeclaredOp:
         if len(self.outputs) > 1 and not all(r.name for r in parsed.returns):
             raise ValueError(f"{self.name}: name every output of an op with several, as in -> (Tensor a, Tensor b)")
         self._takers = tuple(schema_taker(self.name, a.name, a.type) for a in self.arguments)
-        self.saved = tuple(saved)
         self.tensors = tuple(a.name for a in self.arguments if a.is_tensor)
         self.plain = tuple(a for a in self.arguments if not a.is_tensor)
-        self.parameters = tuple(parameters)
         self.data = frozenset(self.tensors) - frozenset(self.parameters)
-        self.check = check
-        self.appliers: dict[str, Callable[..., Any]] = {}  # each kernel op's Function, by role: see make_functions
-        self.third_derivatives_are_zero = third_derivatives_are_zero
         self.grad_names = ("grad",) if len(self.outputs) == 1 else tuple(f"grad_{o}" for o in self.outputs)
+        self.tensor_positions = tuple(i for i, a in enumerate(self.arguments) if a.is_tensor)
+        self.plain_positions = tuple(i for i, a in enumerate(self.arguments) if not a.is_tensor)
+
+    def _check_names(self) -> None:
+        """Each argument, output and saved value has a name of its own, which no kernel gets anything else by."""
         unknown = set(self.parameters) - set(self.tensors)
         if unknown:
             raise ValueError(f"{self.name}: parameters {sorted(unknown)} are not tensor arguments")
+        reserved = dict(_KERNEL_NAMES)
+        reserved |= dict.fromkeys(self.grad_names, "an output's gradient")
+        reserved |= {f"{t}_tangent": f"{t}'s tangent" for t in self.tensors}
+        reserved |= {f"{t}_direction": f"{t}'s direction" for t in self.tensors}
+        reserved |= {f"{n}_target": f"{n}'s derivative's shape" for n in (*self.tensors, *self.outputs)}
+        seen: dict[str, str] = {}
+        named = [("argument", a.name) for a in self.arguments]
+        named += [("output", o) for o in self.outputs] + [("saved value", s) for s in self.saved]
+        for kind, name in named:
+            if name in seen:
+                raise ValueError(
+                    f"{self.name}: {name!r} names both {_a(seen[name])} and {_a(kind)}; each argument, output "
+                    "and saved value needs a name of its own, which kernels take it by"
+                )
+            if name in reserved:
+                raise ValueError(
+                    f"{self.name}: the {kind} {name!r} has the name kernels get {reserved[name]} by; rename the {kind}"
+                )
+            seen[name] = kind
 
-        taken = set(self.outputs) & {*(a.name for a in self.arguments), *self.saved}
-        if taken:
-            raise ValueError(f"{self.name}: outputs {sorted(taken)} have the names of arguments or saved values")
+    def _kernel_names(self, role: str, kernel: Kernel) -> list[str]:
+        """The names `kernel` takes, each one its role gives (see the module's docstring)."""
+        if role == "forward":
+            known = [a.name for a in self.arguments]
+            return kernel_parameters(self.name, role, kernel, known, "an argument of the schema")
+        known = [*self.leading[role], *self.tensors, *self.outputs, *self.saved, *(a.name for a in self.plain)]
+        if role != "jvp":  # which gradients are wanted, one bool per tensor input, as ctx.needs_input_grad
+            known.append("needs_input_grad")
+        return kernel_parameters(self.name, role, kernel, known, f"something a {role} kernel gets")
 
-        # The state every derivative kernel op takes: the tensor inputs, the outputs that a derivative kernel
-        # names (exp's derivatives are its output, which the op then keeps as native keeps it), the saved
-        # values, the plain arguments.
-        kernels = {"backward": backward, "jvp": jvp, "curvature": curvature}
-        named = {n for kernel in kernels.values() if kernel is not None for n in _kernel_arguments(kernel)}
+    def _lay_out_state(self, kernels) -> None:
+        """The arguments of each derivative kernel op: what it leads with (gradients, tangents, directions), the
+        state (the tensor inputs, the outputs that a derivative kernel names, which the op then keeps as native
+        exp keeps its own, the saved values, the plain arguments), and the shapes of what it gives (targets)."""
+        named = {n for role in self.roles for n in _parameter_names(kernels[role])}
         self.kept_outputs = tuple(i for i, o in enumerate(self.outputs) if o in named)
         kept_names = tuple(self.outputs[i] for i in self.kept_outputs)
-        state = [f"Tensor? {n}" for n in (*self.tensors, *kept_names, *self.saved)]
-        state += [f"{a.kernel_type} {a.name}" for a in self.plain]
         self._state_names = (*self.tensors, *kept_names, *self.saved, *(a.name for a in self.plain))
         self.needs = named & set(self._state_names)  # the names of state that some derivative kernel takes
-        returns = ", ".join(["Tensor"] * (len(self.outputs) + len(self.saved)))
-        forward_schema = ", ".join(f"{a.kernel_type} {a.name}" for a in self.arguments)
-        leading = {
+        self.leading = {
             "backward": [*self.grad_names],
             "jvp": [f"{n}_tangent" for n in self.tensors],
             "curvature": [*self.grad_names, *(f"{n}_direction" for n in self.tensors)],
         }
-        targets = {
+        self.targets = {
             "backward": [f"{n}_target" for n in self.tensors],
             "jvp": [f"{o}_target" for o in self.outputs],
             "curvature": [f"{n}_target" for n in self.tensors],
         }
-        self.roles = tuple(role for role, kernel in kernels.items() if kernel is not None)
         self.input_names = {"forward": tuple(a.name for a in self.arguments)}  # of each kernel op and Function
-        self.kernel_ops = {
-            "forward": kernel_op(
-                f"{qualname}_forward",
-                f"({forward_schema}) -> " + (f"({returns})" if "," in returns else returns),
-                _forward_kernel(forward, self),
-                fake=fake,
-                vmap=self._forward_vmap if batched else None,
-            )
-        }
         for role in self.roles:
-            kernel = kernels[role]
-            names = (*leading[role], *self._state_names, *targets[role])
-            self.input_names[role] = names
-            _check_kernel_names(self.name, role, kernel, names)
-            schema_args = [f"Tensor? {n}" for n in leading[role]] + state + [f"SymInt[]? {t}" for t in targets[role]]
-            self.kernel_ops[role] = kernel_op(
-                f"{qualname}_{role}",
-                f"({', '.join(schema_args)}) -> {_tensors(len(targets[role]))}",
-                _derivative_kernel(kernel, self, role, names, len(targets[role])),
-                fake=functools.partial(_derivative_fake, len(targets[role])),
-                vmap=functools.partial(_derivative_vmap, self, role) if batched and not parameters else None,
-            )
+            self.input_names[role] = (*self.leading[role], *self._state_names, *self.targets[role])
         self.n_outputs, self.n_tensors, self.n_grads = len(self.outputs), len(self.tensors), len(self.grad_names)
         self.n_state = len(self._state_names)
-        self.n_targets = {role: len(names) for role, names in targets.items()}
+        self.n_targets = {role: len(names) for role, names in self.targets.items()}
         # Per tensor argument of each derivative kernel op: whether it is shaped like an input
         # (a tensor input, its tangent or direction) rather than like an output (a gradient, an output, a saved
         # value).
@@ -182,10 +227,50 @@ class DeclaredOp:
             "jvp": (True,) * len(self.tensors) + inputs_then_saved,
             "curvature": (False,) * len(self.grad_names) + (True,) * len(self.tensors) + inputs_then_saved,
         }
-        self.tensor_positions = tuple(i for i, a in enumerate(self.arguments) if a.is_tensor)
         self.kernels_take_input = tuple(name in self.needs for name in self.tensors)
         self.kernels_take_saved = tuple(name in self.needs for name in self.saved)
-        self.plain_positions = tuple(i for i, a in enumerate(self.arguments) if not a.is_tensor)
+
+    def _qualnames(self) -> list[str]:
+        """Every operator the op registers: its kernel ops and itself."""
+        return [f"{self.qualname}_{role}" for role in ("forward", "backward", "jvp", "curvature")] + [self.qualname]
+
+    def _register(self, kernels, names, fake, batched) -> None:
+        """The kernel ops, the Functions and torch.ops.<namespace>.<name>; an op declared before by the name is
+        replaced."""
+        for qualname in _REGISTERED.pop(self.qualname, ()):
+            undefine(qualname)
+        _REGISTERED[self.qualname] = self._qualnames()
+        returns = ", ".join(["Tensor"] * (len(self.outputs) + len(self.saved)))
+        returns = f"({returns})" if "," in returns else returns
+        fake = fake or broadcast_fake(returns)
+        self.forward_check = ForwardCheck(self, kernels["forward"], fake)
+        forward_schema = ", ".join(f"{a.kernel_type} {a.name}" for a in self.arguments)
+        self.kernel_ops = {
+            "forward": kernel_op(
+                f"{self.qualname}_forward",
+                f"({forward_schema}) -> {returns}",
+                forward_kernel(self, kernels["forward"], names["forward"]),
+                fake=fake,
+                vmap=self._forward_vmap if batched else None,
+                verify=self.forward_check,
+            )
+        }
+        state = [f"Tensor? {n}" for n in self._state_names[: self.n_state - len(self.plain)]]
+        state += [f"{a.kernel_type} {a.name}" for a in self.plain]
+        for role in self.roles:
+            schema_args = [f"Tensor? {n}" for n in self.leading[role]] + state
+            # vmap_batch: set by `_derivative_vmap`, whose targets lead with a batch of that size, over which a
+            # result may broadcast.
+            schema_args += [f"SymInt[]? {t}" for t in self.targets[role]] + ["SymInt vmap_batch=0"]
+            n_targets = self.n_targets[role]
+            n_before = len(self.input_names[role]) - n_targets
+            self.kernel_ops[role] = kernel_op(
+                f"{self.qualname}_{role}",
+                f"({', '.join(schema_args)}) -> {_tensors(n_targets)}",
+                derivative_kernel(self, role, kernels[role], names[role]),
+                fake=functools.partial(_derivative_fake, n_before, n_targets),
+                vmap=functools.partial(_derivative_vmap, self, role) if batched and not self.parameters else None,
+            )
         self.function = make_functions(self)
         self._apply = function_applier(self.function)
         self.op = _register_public(self)
@@ -202,7 +287,10 @@ class DeclaredOp:
             tuple(None if p else a for a, p in zip(args, is_parameter, strict=True)),
             tuple(None if p else d for d, p in zip(in_dims, is_parameter, strict=True)),
         )
-        return batch_expanded(info, op(*(a if p else x for a, x, p in zip(args, data, is_parameter, strict=True))))
+        results = op(*(a if p else x for a, x, p in zip(args, data, is_parameter, strict=True)))
+        one_sample = [a.select(d, 0) if d is not None else a for a, d in zip(args, in_dims, strict=True)]
+        check_batched(self, info.batch_size, one_sample, results)
+        return batch_expanded(info, results)
 
     def __call__(self, *args, **kwargs):
         """The op on the user's arguments, as the public function and torch.ops call it."""
@@ -311,91 +399,26 @@ def declare_op(
     )  # fmt: skip
 
 
-def _check_kernel_names(op: str, role: str, kernel: Kernel, names) -> None:
-    known = [n for n in names if not n.endswith("_target")]
-    if role != "jvp":  # which gradients are wanted, one bool per tensor input, as ctx.needs_input_grad
-        known.append("needs_input_grad")
-    unknown = [n for n in _kernel_arguments(kernel) if n not in known]
-    if unknown:
-        raise TypeError(f"{op}: the {role} kernel {kernel.__name__} takes {unknown}, which are none of {known}")
-
-
-def _kernel_arguments(kernel: Kernel) -> list[str]:
-    return list(inspect.signature(kernel).parameters)[1:]
-
-
-# ----------------------------------------------------------------------------
-# Kernels as the kernel ops call them
-# ----------------------------------------------------------------------------
-
-
-def _forward_kernel(forward: Kernel, declared: DeclaredOp) -> Kernel:
-    count = len(declared.outputs) + len(declared.saved)
-
-    @functools.wraps(forward)
-    def run(backend: ArrayBackend, *args):
-        results = forward(backend, *args)
-        if count > 1 and (not isinstance(results, (tuple, list)) or len(results) != count):
-            names = [*declared.outputs, *declared.saved]
-            raise TypeError(f"{forward.__name__} must return {count} arrays ({', '.join(names)})")
-        return results
-
-    return run
-
-
-def _derivative_kernel(kernel: Kernel, declared: DeclaredOp, role: str, names, n_targets: int) -> Kernel:
-    """`kernel` as its kernel op calls it: by position, its results fitted to their targets' shapes."""
-    # Where each argument the kernel names is among the kernel op's (None: needs_input_grad).
-    positions = [None if n == "needs_input_grad" else names.index(n) for n in _kernel_arguments(kernel)]
-    per = "output" if role == "jvp" else "tensor input"
-    result_names = declared.outputs if role == "jvp" else declared.tensors
-
-    @functools.wraps(kernel)
-    def run(backend: ArrayBackend, *args):
-        targets = args[len(args) - n_targets :]
-        needs_input_grad = tuple(target is not None for target in targets)
-        results = kernel(backend, *[needs_input_grad if i is None else args[i] for i in positions])
-        if n_targets == 1:
-            results = (results,)
-        if not isinstance(results, (tuple, list)) or len(results) != n_targets:
-            raise TypeError(f"{kernel.__name__} must return {n_targets} arrays or None, one per {per}")
-        dtype = next(a.dtype for a in args if isinstance(a, backend.xp.ndarray))
-        fitted = []
-        for name, result, target in zip(result_names, results, targets, strict=True):
-            if target is None:  # not wanted: an empty placeholder, as the op's schema has one Tensor per target
-                fitted.append(backend.xp.empty((0,), dtype))
-                continue
-            if result is None:
-                raise TypeError(f"{kernel.__name__} returned None for {name}, whose derivative is needed")
-            fitted.append(
-                _fitted(backend.xp, kernel, name, result, tuple(target), role != "jvp").astype(dtype, copy=False)
-            )
-        return fitted[0] if n_targets == 1 else tuple(fitted)
-
-    return run
-
-
-def _fitted(xp, kernel: Kernel, name: str, array, shape: tuple[int, ...], may_sum: bool):
-    """`array` in `shape`: dims it has beyond the shape's (or of size > 1 where the shape has 1)
-    summed where `may_sum` (a gradient of a broadcast input), size-1 dims broadcast."""
-    if getattr(array, "shape", None) == shape:
-        return array
-    array = xp.asarray(array)
-    if may_sum:
-        extra = array.ndim - len(shape)
-        if extra > 0:
-            array = array.sum(axis=tuple(range(extra)))
-        if array.ndim == len(shape):
-            ones = tuple(i for i, (a, s) in enumerate(zip(array.shape, shape, strict=True)) if s == 1 and a != 1)
-            array = array.sum(axis=ones, keepdims=True) if ones else array
-        if array.shape == shape:
-            return array
+def _parameter_names(kernel: Kernel) -> list[str]:
+    """The names a kernel takes after its first parameter; none where Python cannot read them (which
+    `kernel_parameters` then refuses)."""
     try:
-        return xp.broadcast_to(array, shape)
-    except ValueError:
-        raise ValueError(
-            f"{kernel.__name__} returned shape {tuple(array.shape)} for {name}, which needs shape {shape}"
-        ) from None
+        return list(inspect.signature(kernel).parameters)[1:]
+    except (TypeError, ValueError):
+        return []
+
+
+def _a(kind: str) -> str:
+    return f"an {kind}" if kind[0] in "aeiou" else f"a {kind}"
+
+
+# Each declared op's operators, by its qualname: what declaring it again undoes.
+_REGISTERED: dict[str, list[str]] = {}
+
+
+# ----------------------------------------------------------------------------
+# The derivative kernel ops' fakes and vmap rules
+# ----------------------------------------------------------------------------
 
 
 def _derivative_vmap(declared: DeclaredOp, role: str, op, info, in_dims, *args):
@@ -406,8 +429,10 @@ def _derivative_vmap(declared: DeclaredOp, role: str, op, info, in_dims, *args):
     shaped like an output (gradients, saved values, the targets of a jvp) only where it has as many
     dims as the broadcast inputs; a reduction's outputs have fewer, and run once per sample.
     """
-    n_targets = declared.n_targets[role]
-    tensors, targets = args[: len(args) - n_targets], args[len(args) - n_targets :]
+    n_targets, n_args = declared.n_targets[role], len(declared.input_names[role])
+    if len(args) > n_args and args[n_args]:  # already batched by an inner vmap's rule
+        return once_per_sample(op, info, in_dims, *args)
+    tensors, targets = args[: n_args - n_targets], args[n_args - n_targets : n_args]
     logical = [
         t.dim() - (d is not None) if isinstance(t, torch.Tensor) else None
         for t, d in zip(tensors, in_dims[: len(tensors)], strict=True)
@@ -422,16 +447,16 @@ def _derivative_vmap(declared: DeclaredOp, role: str, op, info, in_dims, *args):
     lined_up = batch_first(tensors, in_dims[: len(tensors)])
     batch = info.batch_size
     padded = [None if t is None else [batch, *([1] * (ndim - len(t))), *t] for t in targets]
-    results = op(*lined_up, *padded)
+    results = op(*lined_up, *padded, batch)  # results may broadcast over the batch: see `vmap_batch`
     results = (results,) if n_targets == 1 else results
     batched = tuple(r if t is None else r.reshape(batch, *t) for r, t in zip(results, targets, strict=True))
     out_dims = tuple(None if t is None else 0 for t in targets)
     return (batched[0], out_dims[0]) if n_targets == 1 else (batched, out_dims)
 
 
-def _derivative_fake(n_targets: int, *args):
+def _derivative_fake(n_before: int, n_targets: int, *args):
     leading = next(a for a in args if isinstance(a, torch.Tensor))
-    results = tuple(leading.new_empty((0,) if t is None else t) for t in args[len(args) - n_targets :])
+    results = tuple(leading.new_empty((0,) if t is None else t) for t in args[n_before : n_before + n_targets])
     return results[0] if n_targets == 1 else results
 
 
@@ -476,8 +501,7 @@ def _register_public(declared: DeclaredOp):
         # The dispatcher leaves out trailing arguments equal to their defaults: bind puts them back.
         return declared(*args)
 
-    library = torch.library.Library(declared.namespace, "FRAGMENT")
+    library = new_library(declared.qualname)
     library.define(declared.name + declared.schema)
     library.impl(declared.name, through_the_dispatcher, "CompositeImplicitAutograd")
-    _libraries.append(library)
     return getattr(getattr(torch.ops, declared.namespace), declared.name).default

@@ -36,6 +36,8 @@ from typing import Any, ClassVar
 import pytest
 import torch
 
+from reference._checks import FLOAT_DTYPES, strict_checks
+
 from tests.helpers import (
     SHARDINGS,
     assert_compiled_forward_mode_matches_native,
@@ -73,6 +75,13 @@ class OpContract:
     # False where TorchScript cannot read the public function's signature (a tuple default, as int[] has).
     torchscript = True
     tolerances: ClassVar[dict[torch.dtype, dict[str, float]]] = {}
+
+    @pytest.fixture(autouse=True)
+    def _strict_checks(self):
+        """Every check runs with the op's strict checks on: each kernel's results against its fake on every call,
+        and its inputs unchanged."""
+        with strict_checks():
+            yield
 
     # ------------------------------------------------------------------
     # What the declaration says
@@ -501,8 +510,12 @@ class OpContract:
                 transform(self.loss(fn))(*tensors)
 
     @pytest.mark.parametrize("requires_grad", [False, True])
-    def test_opcheck(self, requires_grad, device):
-        args = self.args(self.samples[0], torch.float32, device, requires_grad=requires_grad)
+    @pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+    def test_opcheck(self, dtype, requires_grad, device):
+        """The op and its forward kernel op, whose fake must give the kernel's shapes and dtypes, in every dtype."""
+        if dtype in (torch.float16, torch.bfloat16) and not self.half_precision:
+            pytest.skip("the op does not take half precision")
+        args = self.args(self.samples[0], dtype, device, requires_grad=requires_grad)
         torch.library.opcheck(self.declared.op, tuple(args))
         torch.library.opcheck(
             self.declared.kernel_ops["forward"].op,

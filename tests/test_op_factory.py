@@ -329,7 +329,7 @@ def test_a_declaration_that_names_what_no_kernel_gets_is_refused():
     def backward(backend, grad, y):
         return grad
 
-    with pytest.raises(TypeError, match=r"^bad: the backward kernel backward takes \['y'\], which are none of"):
+    with pytest.raises(TypeError, match=r"^bad: the backward kernel backward takes 'y', which is not something a"):
         declare_op("op_factory_test::bad", "(Tensor x) -> Tensor", forward=kernel, backward=backward)
     with pytest.raises(ValueError, match=r"^bad2: name every output of an op with several"):
         declare_op("op_factory_test::bad2", "(Tensor x) -> (Tensor, Tensor)", forward=kernel)
@@ -345,3 +345,199 @@ def test_checks_see_the_inputs_after_autocast():
     torch.testing.assert_close(y, native_every_type(x.float(), offset))
     with pytest.raises(TypeError, match=r"^every_type: offset must have the x's dtype torch\.bfloat16"):
         EVERY_TYPE(x, offset)
+
+
+# ----------------------------------------------------------------------------
+# Mistakes in a declaration or a kernel: refused with an error that names them, never a quiet number
+# ----------------------------------------------------------------------------
+
+
+def _scale_kernel(backend, x, w):
+    return x * w
+
+
+def _declare_scale(name, backward, **kwargs):
+    return declare_op(f"op_factory_test::{name}", "(Tensor x, Tensor w) -> Tensor",
+                      forward=_scale_kernel, backward=backward, **kwargs)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("gradient", "message"),
+    [
+        (lambda grad, x, w: grad[:1] * w, r"returned shape \(1, 4\) for x, which needs shape \(3, 4\), or a shape"),
+        (lambda grad, x, w: 1.0, r"returned the scalar 1.0 for x, which needs shape \(3, 4\)"),
+    ],
+    ids=["a row for a matrix", "a scalar"],
+)
+def test_a_gradient_of_the_wrong_shape_is_refused_as_autograd_refuses_it(gradient, message):
+    """Only the dims its input was broadcast over are summed; nothing is broadcast to fit."""
+    op = _declare_scale("wrong_gradient", lambda backend, grad, x, w: (gradient(grad, x, w), grad * x))
+    x, w = randn(3, 4), randn(4)
+    with pytest.raises(ValueError, match=f"^wrong_gradient: the backward kernel <lambda> {message}"):
+        op(x, w).sum().backward()
+
+
+def test_a_zero_gradient_may_be_the_scalar_0_and_a_broadcast_input_gets_its_sum():
+    op = _declare_scale("zero_gradient", lambda backend, grad, x, w: (0, grad * x))
+    x, w = randn(3, 4), randn(4)
+    gx, gw = torch.autograd.grad(op(x, w).sum(), (x, w))
+    torch.testing.assert_close(gx, torch.zeros_like(x))
+    torch.testing.assert_close(gw, x.detach().sum(0))
+
+
+def test_the_forward_kernel_takes_the_arguments_by_name_and_backend_first():
+    def swapped(backend, w, x):
+        return w - x
+
+    op = declare_op("op_factory_test::swapped", "(Tensor x, Tensor w) -> Tensor", forward=swapped)
+    x, w = torch.full((2,), 3.0, dtype=F64), torch.full((2,), 1.0, dtype=F64)
+    torch.testing.assert_close(op(x, w), w - x)
+    torch.testing.assert_close(torch.ops.op_factory_test.swapped(x, w), w - x)
+
+    def no_backend(x, w):
+        return x * w
+
+    with pytest.raises(TypeError, match=r"^no_backend: the forward kernel no_backend takes 'x' first; the first par"):
+        declare_op("op_factory_test::no_backend", "(Tensor x, Tensor w) -> Tensor", forward=no_backend)
+
+    def unknown(backend, x, weight):
+        return x * weight
+
+    with pytest.raises(
+        TypeError, match=r"^unknown: the forward kernel unknown takes 'weight', which is not an argument of the sch"
+    ):
+        declare_op("op_factory_test::unknown", "(Tensor x, Tensor w) -> Tensor", forward=unknown)
+
+    def star(backend, *arrays):
+        return arrays[0]
+
+    with pytest.raises(TypeError, match=r"^star: the forward kernel star takes '\*arrays'; a kernel takes each value"):
+        declare_op("op_factory_test::star", "(Tensor x) -> Tensor", forward=star)
+
+
+def _subtract_one_in_place(backend, x):
+    x -= 1
+    return x
+
+
+def test_kernels_cannot_change_the_callers_tensors():
+    op = declare_op("op_factory_test::in_place", "(Tensor x) -> Tensor", forward=_subtract_one_in_place)
+    x = torch.ones(3, dtype=F64)
+    with pytest.raises(ValueError, match=r"^_subtract_one_in_place: .*read-only.* copy an array before changing it"):
+        op(x)
+    torch.testing.assert_close(x, torch.ones(3, dtype=F64))
+    assert x._version == 0
+
+
+def test_strict_checks_catch_a_kernel_that_changes_an_input_where_arrays_are_writable(monkeypatch):
+    """CuPy's arrays have no read-only flag: there, only the strict checks see a kernel that writes to its input."""
+    from reference import _boundary
+    from reference._checks import strict_checks
+
+    host_array = _boundary._host_array
+    monkeypatch.setattr(_boundary, "_host_array", lambda t, writable=False: host_array(t, writable=True))
+    op = declare_op("op_factory_test::in_place_writable", "(Tensor x) -> Tensor", forward=_subtract_one_in_place)
+    x = torch.ones(3, dtype=F64)
+    with strict_checks(), pytest.raises(ValueError, match=r"^_subtract_one_in_place changed its input array 0"):
+        op(x)
+
+
+def test_a_batched_kernel_that_reduces_over_its_input_is_refused_under_vmap():
+    total = declare_op("op_factory_test::total", "(Tensor x) -> Tensor", forward=lambda backend, x: x.sum(),
+                       batched=True, fake=lambda x: x.new_empty(()))  # fmt: skip
+    x = torch.arange(6, dtype=F64).reshape(2, 3)
+    torch.testing.assert_close(total(x), x.sum())
+    with pytest.raises(ValueError, match=r"^total: the forward kernel <lambda> is declared batched=True, but under v"):
+        torch.func.vmap(total)(x)
+
+
+@pytest.mark.parametrize(
+    ("forward", "error", "message"),
+    [
+        (lambda backend, x: x.astype("float64"), TypeError, "returned dtype torch.float64 for result, where the op's "
+         "fake gives torch.float32"),
+        (lambda backend, x: x[:1], ValueError, r"returned shape \(1, 3\) for result, where the op's fake gives "
+         r"\(2, 3\)"),
+    ],
+    ids=["dtype", "shape"],
+)  # fmt: skip
+def test_a_forward_result_that_differs_from_the_fake_is_refused_in_eager_code(forward, error, message):
+    """As torch.compile would build on the fake's shapes and dtypes."""
+    op = declare_op("op_factory_test::unlike_fake", "(Tensor x) -> Tensor", forward=forward)
+    with pytest.raises(error, match=f"^unlike_fake: the forward kernel <lambda> {message}"):
+        op(torch.randn(2, 3))
+
+
+@pytest.mark.parametrize(
+    ("schema", "saved", "message"),
+    [
+        ("(Tensor x, Tensor grad) -> Tensor", (), "the argument 'grad' has the name kernels get an output's gradient"),
+        ("(Tensor x, float needs_input_grad) -> Tensor", (), "the argument 'needs_input_grad' has the name kernels"),
+        ("(Tensor x) -> Tensor", ("result",), "'result' names both an output and a saved value"),
+        ("(Tensor x, float s) -> Tensor", ("s",), "'s' names both an argument and a saved value"),
+        ("(Tensor x, Tensor x_tangent) -> Tensor", (), "the argument 'x_tangent' has the name kernels get x's tangent"),
+    ],
+    ids=["grad", "needs_input_grad", "result", "an argument saved", "x_tangent"],
+)
+def test_names_that_collide_are_refused_when_the_op_is_declared(schema, saved, message):
+    def forward(backend, x):
+        return x
+
+    with pytest.raises(ValueError, match=f"^collides: {message}"):
+        declare_op("op_factory_test::collides", schema, forward=forward, saved=saved)
+
+
+def test_declaring_again_replaces_the_op_and_a_failed_declaration_leaves_nothing():
+    def times(k):
+        return lambda backend, x: x * k
+
+    def wrong_backward(backend, grad, y):
+        return grad
+
+    x = torch.ones(2, dtype=F64)
+    with pytest.raises(TypeError, match="takes 'y'"):
+        declare_op("op_factory_test::again", "(Tensor x) -> Tensor", forward=times(2), backward=wrong_backward)
+    assert not hasattr(torch.ops.op_factory_test, "again_forward")
+    for k in (2, 3):  # the fixed declaration, then the same op declared again: a cell run twice
+        op = declare_op("op_factory_test::again", "(Tensor x) -> Tensor", forward=times(k))
+        torch.testing.assert_close(op(x), k * x)
+        torch.testing.assert_close(torch.ops.op_factory_test.again(x), k * x)
+        torch.testing.assert_close(torch.compile(op, fullgraph=True)(x), k * x)
+
+
+def test_the_public_function_and_torch_ops_take_a_bool_for_a_float_alike():
+    """As torch's own functions take it (torch.nn.functional.elu(x, alpha=True)), and as the dispatcher does."""
+    x = torch.randn(3, 4, dtype=F64)
+    expected = native_every_type(x, None, 1.0)
+    torch.testing.assert_close(EVERY_TYPE(x, None, True), expected)
+    torch.testing.assert_close(torch.ops.op_factory_test.every_type(x, None, True), expected)
+
+
+def _fake_in_float32_for_halves(x):
+    """A fake that says halves come back in float32: they are computed in float32, but returned in x's dtype."""
+    return x.new_empty(x.shape, dtype=torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype)
+
+
+HALF_FAKE = declare_op("op_factory_test::half_fake", "(Tensor x) -> Tensor", forward=lambda backend, x: 2 * x,
+                       fake=_fake_in_float32_for_halves)  # fmt: skip
+
+
+@HALF_FAKE.public
+def half_fake(x):
+    return HALF_FAKE(x)
+
+
+def test_the_contract_opchecks_the_fake_in_every_dtype_the_op_takes():
+    """A fake wrong only in half precision passes in float32 and float64, and fails the contract in float16."""
+    from tests.contract import OpContract
+
+    class Contract(OpContract):
+        op = staticmethod(half_fake)
+        native = staticmethod(lambda x: 2 * x)
+        samples = ({"x": (2, 3)},)
+
+    for dtype in (torch.float32, torch.float64):
+        Contract().test_opcheck(dtype, False, "cpu")
+    for dtype in (torch.float16, torch.bfloat16):
+        with pytest.raises(Exception, match=r"returned dtype torch\.b?float16 for result, where the op's fake gives"):
+            Contract().test_opcheck(dtype, False, "cpu")

@@ -52,6 +52,18 @@ CASES = [
 F64 = torch.float64
 
 
+BENCHMARK_GRID = (
+    (1, 32, 3),
+    (1, 128, 3),
+    (1, 256, 3),
+    (1, 256, 15),
+    (1, 512, 31),
+    (8, 128, 7),
+    (32, 128, 5),
+    (8, 256, 3),
+)
+
+
 class TestContract(OpContract):
     op = staticmethod(scipy_conv2d)
     native = staticmethod(native)
@@ -99,10 +111,7 @@ class TestContract(OpContract):
         ),
     )
     # (batch, size, kernel): float32 images size x size, a kernel x kernel weight and a bias.
-    benchmark_samples = tuple(
-        {"input": (b, s, s), "weight": (k, k), "bias": (1,)}
-        for b, s, k in [(1, 128, 3), (1, 256, 3), (1, 256, 15), (1, 512, 31), (8, 128, 7), (32, 128, 5), (8, 256, 3)]
-    )
+    benchmark_samples = tuple({"input": (b, s, s), "weight": (k, k), "bias": (1,)} for b, s, k in BENCHMARK_GRID)
 
     @staticmethod
     def module():

@@ -88,6 +88,7 @@ def test_renders_the_expected_tree(project):
         "src/acme_ops/_checks.py",
         "src/acme_ops/_derivatives.py",
         "src/acme_ops/_kernel_ops.py",
+        "src/acme_ops/_kernels.py",
         "src/acme_ops/_op_factory.py",
         f"src/acme_ops/{op}.py",
         "src/acme_ops/py.typed",
@@ -363,7 +364,7 @@ def starter_sources(starter: str, package: str, op: str) -> dict[str, str]:
     """The files a project of `starter` copies from this repository, by their paths in a project with these
     names."""
     source_op = STARTERS[starter].op_name
-    modules = ["_boundary.py", "_checks.py", "_derivatives.py", "_kernel_ops.py", "_op_factory.py"]
+    modules = ["_boundary.py", "_checks.py", "_derivatives.py", "_kernel_ops.py", "_kernels.py", "_op_factory.py"]
     tests = ["__init__.py", "conftest.py", "contract.py", "helpers.py", "test_boundary.py"]
     tests += ["test_op_factory.py", "test_readme.py"]
     pairs = {f"src/{package}/{name}": f"reference/{name}" for name in modules}

@@ -1,0 +1,228 @@
+"""A declared op's kernels as its kernel ops call them: bound by the names they take, their results checked.
+
+`kernel_parameters` reads what a kernel takes, and refuses, when the op is declared, a kernel
+that takes anything its role does not give. `forward_kernel` and `derivative_kernel` call a
+kernel with what it names. What a kernel returns is checked against what the op declares:
+the forward's outputs and saved values against the op's fake (`ForwardCheck`), each gradient
+against its input's shape and each tangent against its output's (`fitted`), and a batched
+kernel's outputs under vmap against the batch (`check_batched`). Each error names the op, the
+kernel, what it returned and what was needed. These default checks cost about a µs a call;
+`strict_checks` adds costlier ones.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from ._boundary import ArrayBackend, Kernel, _name
+from ._checks import strict
+
+if TYPE_CHECKING:
+    from ._op_factory import DeclaredOp
+
+_PLAIN_PARAMETER = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+
+
+def kernel_parameters(op: str, role: str, kernel: Kernel, known: Sequence[str], rule: str) -> list[str]:
+    """The names `kernel` takes after `backend`, each one of `known`; else a TypeError that names the rule."""
+    where = f"{op}: the {role} kernel {_name(kernel)}"
+    try:
+        parameters = list(inspect.signature(kernel).parameters.values())
+    except (TypeError, ValueError):
+        raise TypeError(f"{where} has no signature Python can read; a kernel names what it takes") from None
+    if not parameters or parameters[0].name != "backend":
+        first = f"{parameters[0].name!r}" if parameters else "nothing"
+        raise TypeError(
+            f"{where} takes {first} first; the first parameter must be 'backend' (the array backend), "
+            "and the others name what the kernel takes"
+        )
+    for p in parameters:
+        if p.kind not in _PLAIN_PARAMETER:
+            raise TypeError(f"{where} takes {str(p)!r}; a kernel takes each value by its name, as a plain parameter")
+    names = [p.name for p in parameters[1:]]
+    for name in names:
+        if name not in known:
+            raise TypeError(f"{where} takes {name!r}, which is not {rule}: it may take {', '.join(known)}")
+    return names
+
+
+def forward_kernel(declared: DeclaredOp, kernel: Kernel, names: list[str]) -> Kernel:
+    """The forward kernel on the op's arguments by position, as its kernel op calls it: each given by name."""
+    positions = [[a.name for a in declared.arguments].index(n) for n in names]
+    in_order = positions == list(range(len(declared.arguments)))
+    count = len(declared.outputs) + len(declared.saved)
+
+    @functools.wraps(kernel)
+    def run(backend: ArrayBackend, *args):
+        results = kernel(backend, *args) if in_order else kernel(backend, *[args[i] for i in positions])
+        if count > 1 and (not isinstance(results, (tuple, list)) or len(results) != count):
+            got = len(results) if isinstance(results, (tuple, list)) else 1
+            names = ", ".join([*declared.outputs, *declared.saved])
+            raise TypeError(f"{declared.name}: the forward kernel {_name(kernel)} returned {got} arrays, "
+                            f"where the op needs {count} ({names})")  # fmt: skip
+        return results
+
+    return run
+
+
+def derivative_kernel(declared: DeclaredOp, role: str, kernel: Kernel, names: list[str]) -> Kernel:
+    """`kernel` as its kernel op calls it: by position, its results fitted to their targets' shapes."""
+    op_names = declared.input_names[role]
+    n_args, n_targets = len(op_names), declared.n_targets[role]
+    # Where each argument the kernel names is among the kernel op's (None: needs_input_grad).
+    positions = [None if n == "needs_input_grad" else op_names.index(n) for n in names]
+    per = "output" if role == "jvp" else "tensor input"
+    result_names = declared.outputs if role == "jvp" else declared.tensors
+    where = f"{declared.name}: the {role} kernel {_name(kernel)}"
+
+    @functools.wraps(kernel)
+    def run(backend: ArrayBackend, *args):
+        batch = args[n_args] if len(args) > n_args else 0  # the kernel op's vmap_batch, where given
+        targets = args[n_args - n_targets : n_args]
+        needs_input_grad = tuple(target is not None for target in targets)
+        results = kernel(backend, *[needs_input_grad if i is None else args[i] for i in positions])
+        if n_targets == 1:
+            results = (results,)
+        if not isinstance(results, (tuple, list)) or len(results) != n_targets:
+            raise TypeError(f"{where} must return {n_targets} arrays or None, one per {per}")
+        dtype = next(a.dtype for a in args if isinstance(a, backend.xp.ndarray))
+        fitted_results = []
+        for name, result, target in zip(result_names, results, targets, strict=True):
+            if target is None:  # not wanted: an empty placeholder, as the op's schema has one Tensor per target
+                fitted_results.append(backend.xp.empty((0,), dtype))
+                continue
+            if result is None:
+                raise TypeError(f"{where} returned None for {name}, whose derivative is needed")
+            fitted_results.append(
+                fitted(backend.xp, where, name, result, tuple(target), role != "jvp", batch).astype(dtype, copy=False)
+            )
+        return fitted_results[0] if n_targets == 1 else tuple(fitted_results)
+
+    return run
+
+
+def fitted(xp, where: str, name: str, result, shape: tuple[int, ...], may_sum: bool, batch: int = 0):
+    """A derivative kernel's `result` for `name`, in `shape`.
+
+    A gradient (`may_sum`) may keep the dims its input was broadcast over, which are summed, as
+    autograd sums them; nothing is broadcast. A scalar 0 is a zero derivative; any other value of
+    another shape is refused, as autograd refuses a gradient of the wrong shape. Under vmap's rule
+    (`batch`, the size of the batch that leads `shape`), a result the same for every sample may
+    have a batch of 1.
+    """
+    if getattr(result, "shape", None) == shape:
+        return result
+    array = xp.asarray(result)
+    if array.shape == shape:
+        return array
+    if batch and array.ndim == len(shape) and array.shape[0] == 1 and shape[0] == batch:
+        return xp.broadcast_to(fitted(xp, where, name, array[0], shape[1:], may_sum)[None], shape)
+    if array.ndim == 0:
+        if array == 0:
+            return xp.zeros(shape, array.dtype)
+        raise ValueError(
+            f"{where} returned the scalar {array.item()!r} for {name}, which needs shape {shape}: "
+            "only 0 stands for a whole derivative (a zero one)"
+        )
+    if may_sum and _sums_to(array.shape, shape):
+        extra = array.ndim - len(shape)
+        array = array.sum(axis=tuple(range(extra))) if extra else array
+        summed = tuple(i for i, (a, s) in enumerate(zip(array.shape, shape, strict=True)) if s == 1 and a != 1)
+        return array.sum(axis=summed, keepdims=True) if summed else array
+    rule = f", or a shape that {shape} broadcasts to (its broadcast dims are summed)" if may_sum else ""
+    raise ValueError(f"{where} returned shape {tuple(array.shape)} for {name}, which needs shape {shape}{rule}")
+
+
+def _sums_to(summed: tuple[int, ...], shape: tuple[int, ...]) -> bool:
+    """Whether `shape` broadcasts to `summed`: a gradient of shape `summed` sums to one of `shape`."""
+    extra = len(summed) - len(shape)
+    if extra < 0:
+        return False
+    return all(s in (n, 1) for s, n in zip(shape, summed[extra:], strict=True))
+
+
+def _on_meta(value: Any) -> Any:
+    return torch.empty(value.shape, dtype=value.dtype, device="meta") if isinstance(value, torch.Tensor) else value
+
+
+def _hashable(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
+
+
+class ForwardCheck:
+    """The forward's outputs and saved values, checked against the op's fake: each one's shape and dtype.
+
+    Eager code would otherwise return what the kernel gives, while torch.compile and export build on
+    what the fake gives. A fake answers from shapes, dtypes and plain values alone, so its answer is
+    kept per call signature (the last 256); strict checks ask it on every call.
+    """
+
+    _KEPT = 256
+
+    def __init__(self, declared: DeclaredOp, kernel: Kernel, fake: Callable[..., Any]):
+        self.where = f"{declared.name}: the forward kernel {_name(kernel)}"
+        self.names = (*declared.outputs, *declared.saved)
+        self.fake = fake
+        self.kept: dict[tuple, tuple[tuple[torch.Size, torch.dtype], ...]] = {}
+
+    def expected(self, args: Sequence[Any]) -> tuple[tuple[torch.Size, torch.dtype], ...]:
+        """Each output's and saved value's (shape, dtype), as the fake gives them for `args`."""
+        if strict():
+            return self._ask_fake(args)
+        # What a fake's answer may depend on: each tensor's shape and dtype, each plain value.
+        key = tuple([(a.shape, a.dtype) if isinstance(a, torch.Tensor) else a for a in args])
+        try:
+            return self.kept[key]
+        except (KeyError, TypeError):  # TypeError: an int[] argument, a list
+            key = tuple(_hashable(a) for a in key)
+            if key not in self.kept:
+                if len(self.kept) >= self._KEPT:
+                    self.kept.clear()
+                self.kept[key] = self._ask_fake(args)
+            return self.kept[key]
+
+    def _ask_fake(self, args: Sequence[Any]) -> tuple[tuple[torch.Size, torch.dtype], ...]:
+        results = self.fake(*[_on_meta(a) for a in args])
+        return tuple((r.shape, r.dtype) for r in (results if isinstance(results, (tuple, list)) else (results,)))
+
+    def __call__(self, args: Sequence[Any], results: Any) -> None:
+        got = results if isinstance(results, tuple) else (results,)
+        expected = self.expected(args)
+        if len(got) != len(expected):
+            raise TypeError(f"{self.where} returned {len(got)} arrays, where the op's fake gives {len(expected)}")
+        for r, (shape, dtype) in zip(got, expected, strict=True):
+            if r.dtype != dtype or r.shape != shape:
+                self._refuse(got, expected)
+
+    def _refuse(self, got, expected) -> None:
+        for name, r, (shape, dtype) in zip(self.names, got, expected, strict=True):
+            if r.dtype != dtype:
+                raise TypeError(
+                    f"{self.where} returned dtype {r.dtype} for {name}, where the op's fake gives {dtype}: "
+                    "cast the result (torch.compile and export take the fake's)"
+                )
+            if r.shape != shape:
+                raise ValueError(
+                    f"{self.where} returned shape {tuple(r.shape)} for {name}, where the op's fake gives "
+                    f"{tuple(shape)}: declare a fake= that gives the kernel's shapes"
+                )
+
+
+def check_batched(declared: DeclaredOp, batch_size: int, per_sample: Sequence[Any], results: Any) -> None:
+    """Raises unless each output of a batched forward under vmap is the batch (or 1, where no vmapped argument
+    reaches it) of outputs of the shape one sample's would have: a kernel that reduces over its leading dims
+    is not batched."""
+    expected = declared.forward_check.expected(per_sample)
+    got = results if isinstance(results, tuple) else (results,)
+    for name, r, (shape, _) in zip(declared.forward_check.names, got, expected, strict=False):
+        if r.dim() != len(shape) + 1 or r.shape[0] not in (1, batch_size) or r.shape[1:] != shape:
+            raise ValueError(
+                f"{declared.forward_check.where} is declared batched=True, but under vmap over {batch_size} samples "
+                f"it returned shape {tuple(r.shape)} for {name}, where each sample's is {tuple(shape)}: a kernel "
+                "that reduces over leading dims does not treat them as batch dims; leave out batched=True"
+            )
