@@ -139,7 +139,7 @@ def cases(size: int, device: str) -> dict[str, tuple[Callable, Callable, tuple]]
     inputs = {"bad_fft": (x,), "scipy_conv2d": (x, weight, None), "my_op": (x, row_weight, 0.7)}
     cases = {}
     for name, public in (("bad_fft", bad_fft), ("scipy_conv2d", scipy_conv2d), ("my_op", my_op)):
-        declared = _derivatives._DECLARED[f"{reference.__name__}::{name}"]
+        declared = public.declared
         cases[name] = (public, lambda *args, d=declared: d._public(d._apply(*args)), inputs[name])
     return cases
 

@@ -20,14 +20,12 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import scipy
 import scipy.fft  # imported now: every FFT op needs it, and the first call should not pay
 import torch
-
-from ._checks import strict
 
 # Below this many elements, a second FFT thread costs more than it saves.
 _MIN_ELEMENTS_PER_FFT_THREAD = 1 << 17
@@ -155,7 +153,7 @@ def run_kernel(kernel: Kernel, *args: Any) -> Any:
         _warn_round_trip(kernel, first.device)
         arrays = [_host_array(a.detach().cpu()) if isinstance(a, torch.Tensor) else a for a in args]
     with np.errstate(all="ignore"):
-        result = _call(kernel, NUMPY, arrays)
+        result = kernel(NUMPY, *arrays)
     tensors = _map(lambda r: _new_tensor(np, kernel, r), _arrays(np, kernel, result))
     return tensors if first.is_cpu else _map(lambda t: t.to(first.device), tensors)
 
@@ -170,45 +168,7 @@ def _run_on_cupy(kernel: Kernel, device: torch.device, args: tuple[Any, ...]) ->
     with cupy.cuda.Device(device.index), _cupy_stream(stream.cuda_stream, stream.device_index):
         # DLPack, unlike Tensor.numpy(), leaves the input's storage resizable.
         arrays = [cupy.from_dlpack(a.detach()) if isinstance(a, torch.Tensor) else a for a in args]
-        results = _call(kernel, cast(ArrayBackend, CUPY), arrays)
-        return _map(lambda r: _new_tensor(cupy, kernel, r, device), _arrays(cupy, kernel, results))
-
-
-def _call(kernel: Kernel, backend: ArrayBackend, arrays: list[Any]) -> Any:
-    """`kernel(backend, *arrays)`, where writing to an input is an error that says so.
-
-    NumPy arrays of inputs are read-only, so a kernel cannot change the caller's tensors behind
-    autograd's back (their version counter would not move, and a gradient would be computed at the
-    changed values). CuPy arrays have no read-only flag: there, strict checks (`strict_checks`)
-    compare every input before and after the call.
-    """
-    before = [_snapshot(backend.xp, a) for a in arrays] if strict() else None
-    try:
-        result = kernel(backend, *arrays)
-    except ValueError as error:
-        if "read-only" not in str(error):
-            raise
-        raise ValueError(
-            f"{_name(kernel)}: {error}. Kernels get the op's inputs as read-only arrays, so that they cannot "
-            "change the caller's tensors: copy an array before changing it in place (x = x.copy()), and pass "
-            "a copy to a routine that refuses read-only input"
-        ) from error
-    if before is not None:
-        for i, (a, snapshot) in enumerate(zip(arrays, before, strict=True)):
-            if snapshot is not None and not backend.xp.array_equal(_snapshot(backend.xp, a), snapshot):
-                raise ValueError(
-                    f"{_name(kernel)} changed its input array {i} in place (position {i + 1} of the kernel's "
-                    "call, after the backend): kernels must leave their inputs as they are; copy an array before "
-                    "changing it (x = x.copy())"
-                )
-    return result
-
-
-def _snapshot(xp: ModuleType, a: Any) -> Any:
-    """An input array's bytes, as a new array (NaNs compare equal), or None for a plain value."""
-    if not isinstance(a, xp.ndarray):
-        return None
-    return xp.ascontiguousarray(a).copy().view(xp.uint8)
+        return _map(lambda r: _new_tensor(cupy, kernel, r, device), _arrays(cupy, kernel, kernel(CUPY, *arrays)))
 
 
 def _map(function: Callable[[Any], Any], results: Any) -> Any:

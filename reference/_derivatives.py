@@ -135,8 +135,9 @@ def _sum(a: list, b: list) -> list:
     return [y if x is None else x if y is None else x + y for x, y in zip(a, b, strict=True)]
 
 
-# Each declared op by its qualname. The Functions look their op up here, by a string: torch.compile
-# traces them, and reads a module's globals where it could not read an object held in a closure.
+# Each declaration by its key (its qualname, and how many times it was declared before). The Functions look
+# their op up here, by a string: torch.compile traces them, and reads a module's globals where it could not
+# read an object held in a closure. A graph recorded before an op was declared again keeps its own.
 _DECLARED: dict[str, DeclaredOp] = {}
 
 
@@ -238,8 +239,8 @@ def make_functions(declared: DeclaredOp) -> type[torch.autograd.Function]:
     inputs, the saved values and the plain arguments (`_Unkept` for a tensor not kept); a
     target is the shape of a derivative to give, or None for one not wanted.
     """
-    qualname = declared.qualname
-    _DECLARED[qualname] = declared
+    key = f"{declared.qualname}#{sum(k.startswith(declared.qualname + '#') for k in _DECLARED)}"
+    _DECLARED[key] = declared
 
     class Op(torch.autograd.Function):
         """The op: its forward kernel, with Backward for reverse mode and Jvp for forward mode."""
@@ -248,11 +249,11 @@ def make_functions(declared: DeclaredOp) -> type[torch.autograd.Function]:
 
         @staticmethod
         def forward(*args):
-            return _DECLARED[qualname].kernel_ops["forward"](*args)
+            return _DECLARED[key].kernel_ops["forward"](*args)
 
         @staticmethod
         def setup_context(ctx, inputs, output):
-            d = _DECLARED[qualname]
+            d = _DECLARED[key]
             outputs = output if isinstance(output, tuple) else (output,)
             ctx.output_meta = [_meta(o) for o in outputs[: d.n_outputs]]
             fixed = [o for o, m in zip(outputs[: d.n_outputs], ctx.output_meta, strict=True) if m is None]
@@ -277,7 +278,7 @@ def make_functions(declared: DeclaredOp) -> type[torch.autograd.Function]:
 
         @staticmethod
         def backward(ctx, *grads):
-            d = _DECLARED[qualname]
+            d = _DECLARED[key]
             _refuse_forward_over_forward_over_reverse(d)
             grads = _filled(grads[: d.n_outputs], ctx.output_meta)
             targets = [
@@ -293,7 +294,7 @@ def make_functions(declared: DeclaredOp) -> type[torch.autograd.Function]:
 
         @staticmethod
         def jvp(ctx, *tangents):
-            d = _DECLARED[qualname]
+            d = _DECLARED[key]
             tangents = _filled([tangents[i] for i in d.tensor_positions], ctx.input_meta)
             shapes = [None if m is None else m[0] for m in ctx.output_meta]
             outputs = _call(d, "jvp", tangents, _restored(ctx), shapes, "forward mode") + [None] * len(d.saved)
@@ -306,15 +307,15 @@ def make_functions(declared: DeclaredOp) -> type[torch.autograd.Function]:
 
         @staticmethod
         def forward(*args):
-            return _kernel_op(_DECLARED[qualname], "backward", args)
+            return _kernel_op(_DECLARED[key], "backward", args)
 
         @staticmethod
         def setup_context(ctx, inputs, output):
-            _keep(ctx, _DECLARED[qualname], "backward", inputs)
+            _keep(ctx, _DECLARED[key], "backward", inputs)
 
         @staticmethod
         def backward(ctx, *cotangents):
-            d = _DECLARED[qualname]
+            d = _DECLARED[key]
             saved = _restored(ctx)
             grads, state = saved[: d.n_grads], saved[d.n_grads :]
             directions = _spread(cotangents, ctx.targets)
@@ -329,7 +330,7 @@ def make_functions(declared: DeclaredOp) -> type[torch.autograd.Function]:
 
         @staticmethod
         def jvp(ctx, *tangents):
-            d = _DECLARED[qualname]
+            d = _DECLARED[key]
             saved = _restored(ctx)
             grads, state = saved[: d.n_grads], saved[d.n_grads :]
             wanted = [t is not None for t in ctx.targets]
@@ -348,15 +349,15 @@ def make_functions(declared: DeclaredOp) -> type[torch.autograd.Function]:
 
         @staticmethod
         def forward(*args):
-            return _kernel_op(_DECLARED[qualname], "jvp", args)
+            return _kernel_op(_DECLARED[key], "jvp", args)
 
         @staticmethod
         def setup_context(ctx, inputs, output):
-            _keep(ctx, _DECLARED[qualname], "jvp", inputs)
+            _keep(ctx, _DECLARED[key], "jvp", inputs)
 
         @staticmethod
         def backward(ctx, *cotangents):
-            d = _DECLARED[qualname]
+            d = _DECLARED[key]
             saved = _restored(ctx)
             tangents, state = saved[: d.n_tensors], saved[d.n_tensors :]
             grads = _spread(cotangents, ctx.targets)
@@ -370,7 +371,7 @@ def make_functions(declared: DeclaredOp) -> type[torch.autograd.Function]:
 
         @staticmethod
         def jvp(ctx, *tangents):
-            d = _DECLARED[qualname]
+            d = _DECLARED[key]
             saved = _restored(ctx)
             own, state = saved[: d.n_tensors], saved[d.n_tensors :]
             total = [None] * d.n_outputs
@@ -390,15 +391,15 @@ def make_functions(declared: DeclaredOp) -> type[torch.autograd.Function]:
 
         @staticmethod
         def forward(*args):
-            return _kernel_op(_DECLARED[qualname], "curvature", args)
+            return _kernel_op(_DECLARED[key], "curvature", args)
 
         @staticmethod
         def setup_context(ctx, inputs, output):
-            _keep(ctx, _DECLARED[qualname], "curvature", inputs)
+            _keep(ctx, _DECLARED[key], "curvature", inputs)
 
         @staticmethod
         def backward(ctx, *cotangents):
-            d = _DECLARED[qualname]
+            d = _DECLARED[key]
             leading = d.n_grads + d.n_tensors
             saved = _restored(ctx)
             grads, state = saved[: d.n_grads], saved[leading:]
@@ -416,7 +417,7 @@ def make_functions(declared: DeclaredOp) -> type[torch.autograd.Function]:
 
         @staticmethod
         def jvp(ctx, *tangents):
-            d = _DECLARED[qualname]
+            d = _DECLARED[key]
             leading = d.n_grads + d.n_tensors
             saved = _restored(ctx)
             grads, directions, state = saved[: d.n_grads], saved[d.n_grads : leading], saved[leading:]

@@ -17,6 +17,7 @@ import inspect
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 
 from ._boundary import ArrayBackend, Kernel, _name
@@ -42,9 +43,10 @@ def kernel_parameters(op: str, role: str, kernel: Kernel, known: Sequence[str], 
             "and the others name what the kernel takes"
         )
     for p in parameters:
-        if p.kind not in _PLAIN_PARAMETER:
+        bound = p.kind == inspect.Parameter.KEYWORD_ONLY and p.default is not inspect.Parameter.empty
+        if p.kind not in _PLAIN_PARAMETER and not bound:  # bound: a keyword that functools.partial gives
             raise TypeError(f"{where} takes {str(p)!r}; a kernel takes each value by its name, as a plain parameter")
-    names = [p.name for p in parameters[1:]]
+    names = [p.name for p in parameters[1:] if p.kind in _PLAIN_PARAMETER]
     for name in names:
         if name not in known:
             raise TypeError(f"{where} takes {name!r}, which is not {rule}: it may take {', '.join(known)}")
@@ -56,15 +58,15 @@ def forward_kernel(declared: DeclaredOp, kernel: Kernel, names: list[str]) -> Ke
     positions = [[a.name for a in declared.arguments].index(n) for n in names]
     in_order = positions == list(range(len(declared.arguments)))
     count = len(declared.outputs) + len(declared.saved)
+    where = f"{declared.name}: the forward kernel {_name(kernel)}"
 
     @functools.wraps(kernel)
     def run(backend: ArrayBackend, *args):
-        results = kernel(backend, *args) if in_order else kernel(backend, *[args[i] for i in positions])
+        results = call(where, kernel, backend, names, args if in_order else [args[i] for i in positions])
         if count > 1 and (not isinstance(results, (tuple, list)) or len(results) != count):
             got = len(results) if isinstance(results, (tuple, list)) else 1
-            names = ", ".join([*declared.outputs, *declared.saved])
-            raise TypeError(f"{declared.name}: the forward kernel {_name(kernel)} returned {got} arrays, "
-                            f"where the op needs {count} ({names})")  # fmt: skip
+            expected = ", ".join([*declared.outputs, *declared.saved])
+            raise TypeError(f"{where} returned {got} arrays, where the op needs {count} ({expected})")
         return results
 
     return run
@@ -85,11 +87,15 @@ def derivative_kernel(declared: DeclaredOp, role: str, kernel: Kernel, names: li
         batch = args[n_args] if len(args) > n_args else 0  # the kernel op's vmap_batch, where given
         targets = args[n_args - n_targets : n_args]
         needs_input_grad = tuple(target is not None for target in targets)
-        results = kernel(backend, *[needs_input_grad if i is None else args[i] for i in positions])
-        if n_targets == 1:
+        results = call(where, kernel, backend, names, [needs_input_grad if i is None else args[i] for i in positions])
+        if n_targets == 1 and not isinstance(results, (tuple, list)):
             results = (results,)
         if not isinstance(results, (tuple, list)) or len(results) != n_targets:
-            raise TypeError(f"{where} must return {n_targets} arrays or None, one per {per}")
+            got = f"{len(results)} values" if isinstance(results, (tuple, list)) else type(results).__name__
+            raise TypeError(
+                f"{where} returned {got}, where it gives one array (or None, or 0) per {per}: {n_targets} "
+                f"({', '.join(result_names)})"
+            )
         dtype = next(a.dtype for a in args if isinstance(a, backend.xp.ndarray))
         fitted_results = []
         for name, result, target in zip(result_names, results, targets, strict=True):
@@ -112,16 +118,19 @@ def fitted(xp, where: str, name: str, result, shape: tuple[int, ...], may_sum: b
     A gradient (`may_sum`) may keep the dims its input was broadcast over, which are summed, as
     autograd sums them; nothing is broadcast. A scalar 0 is a zero derivative; any other value of
     another shape is refused, as autograd refuses a gradient of the wrong shape. Under vmap's rule
-    (`batch`, the size of the batch that leads `shape`), a result the same for every sample may
-    have a batch of 1.
+    (`batch`, the size of the batch that leads `shape`), a result with a batch of 1 raises
+    SameForEverySample: it may be the same for every sample, or a sum over the batch (a kernel
+    that reduces over leading dims), and only a call per sample tells.
     """
     if getattr(result, "shape", None) == shape:
         return result
+    if not isinstance(result, (xp.ndarray, int, float, np.generic)):
+        raise TypeError(f"{where} returned {type(result).__name__} for {name}, where a derivative is an array, or 0")
     array = xp.asarray(result)
     if array.shape == shape:
         return array
     if batch and array.ndim == len(shape) and array.shape[0] == 1 and shape[0] == batch:
-        return xp.broadcast_to(fitted(xp, where, name, array[0], shape[1:], may_sum)[None], shape)
+        raise SameForEverySample
     if array.ndim == 0:
         if array == 0:
             return xp.zeros(shape, array.dtype)
@@ -138,12 +147,57 @@ def fitted(xp, where: str, name: str, result, shape: tuple[int, ...], may_sum: b
     raise ValueError(f"{where} returned shape {tuple(array.shape)} for {name}, which needs shape {shape}{rule}")
 
 
+class SameForEverySample(Exception):  # noqa: N818 (a signal to vmap's rule, not an error anyone sees)
+    """A derivative kernel gave a result with a batch of 1 under vmap's rule: the rule runs it per sample."""
+
+
+def call(where: str, kernel: Kernel, backend: ArrayBackend, names: Sequence[str], values: Sequence[Any]) -> Any:
+    """`kernel(backend, *values)`, `values` being what it takes by `names`: writing to an input is an error.
+
+    NumPy arrays of inputs are read-only (`_boundary`), so that a kernel cannot change the caller's
+    tensors behind autograd's back (their version counter would not move, and a gradient would be
+    computed at the changed values). CuPy arrays have no read-only flag: there, strict checks
+    compare every input before and after the call.
+    """
+    before = [_snapshot(backend.xp, v) for v in values] if strict() else None
+    try:
+        results = kernel(backend, *values)
+    except ValueError as error:
+        if "read-only" not in str(error):
+            raise
+        raise ValueError(
+            f"{where}: {error}. Kernels get the op's inputs as read-only arrays, so that they cannot change the "
+            "caller's tensors: copy an array before changing it in place (x = x.copy()), and pass a copy to a "
+            "routine that refuses read-only input"
+        ) from error
+    if before is not None:
+        for name, value, snapshot in zip(names, values, before, strict=True):
+            if snapshot is not None and not backend.xp.array_equal(_snapshot(backend.xp, value), snapshot):
+                raise ValueError(
+                    f"{where} changed its input {name} in place: kernels leave their inputs as they are (on CuPy "
+                    "nothing stops them, and the caller's tensor changes); copy it first (x = x.copy())"
+                )
+    return results
+
+
+def _snapshot(xp, a: Any) -> Any:
+    """An input array's bytes, as a new array (so NaNs compare equal), or None for anything else."""
+    if not isinstance(a, xp.ndarray):
+        return None
+    return xp.ascontiguousarray(a).copy().view(xp.uint8)
+
+
 def _sums_to(summed: tuple[int, ...], shape: tuple[int, ...]) -> bool:
     """Whether `shape` broadcasts to `summed`: a gradient of shape `summed` sums to one of `shape`."""
     extra = len(summed) - len(shape)
     if extra < 0:
         return False
     return all(s in (n, 1) for s, n in zip(shape, summed[extra:], strict=True))
+
+
+def _fits(shape: Sequence[int], expected: Sequence[int | None]) -> bool:
+    """Whether `shape` is `expected`, whose None sizes (data-dependent ones) are any."""
+    return len(shape) == len(expected) and all(e is None or n == e for n, e in zip(shape, expected, strict=True))
 
 
 def _on_meta(value: Any) -> Any:
@@ -167,28 +221,54 @@ class ForwardCheck:
     def __init__(self, declared: DeclaredOp, kernel: Kernel, fake: Callable[..., Any]):
         self.where = f"{declared.name}: the forward kernel {_name(kernel)}"
         self.names = (*declared.outputs, *declared.saved)
+        self.n_outputs = len(declared.outputs)
         self.fake = fake
+        self.op: Any = None  # the forward kernel op, once it is registered
         self.kept: dict[tuple, tuple[tuple[torch.Size, torch.dtype], ...]] = {}
 
     def expected(self, args: Sequence[Any]) -> tuple[tuple[torch.Size, torch.dtype], ...]:
         """Each output's and saved value's (shape, dtype), as the fake gives them for `args`."""
         if strict():
             return self._ask_fake(args)
-        # What a fake's answer may depend on: each tensor's shape and dtype, each plain value.
-        key = tuple([(a.shape, a.dtype) if isinstance(a, torch.Tensor) else a for a in args])
-        try:
-            return self.kept[key]
-        except (KeyError, TypeError):  # TypeError: an int[] argument, a list
-            key = tuple(_hashable(a) for a in key)
-            if key not in self.kept:
-                if len(self.kept) >= self._KEPT:
-                    self.kept.clear()
-                self.kept[key] = self._ask_fake(args)
-            return self.kept[key]
+        # What a fake's answer may depend on: each tensor's shape and dtype, each plain value (an int[] as a tuple).
+        key = tuple([(a.shape, a.dtype) if isinstance(a, torch.Tensor) else _hashable(a) for a in args])
+        expected = self.kept.get(key)
+        if expected is None:
+            if len(self.kept) >= self._KEPT:
+                self.kept.clear()
+            expected = self.kept[key] = self._ask_fake(args)
+        return expected
 
-    def _ask_fake(self, args: Sequence[Any]) -> tuple[tuple[torch.Size, torch.dtype], ...]:
-        results = self.fake(*[_on_meta(a) for a in args])
-        return tuple((r.shape, r.dtype) for r in (results if isinstance(results, (tuple, list)) else (results,)))
+    def _ask_fake(self, args: Sequence[Any]) -> tuple[tuple[tuple[int | None, ...], torch.dtype], ...]:
+        """(shape, dtype) of each output and saved value; a size the fake cannot know (data-dependent) is None."""
+        try:
+            results = self.fake(*[_on_meta(a) for a in args])
+        except Exception:  # a fake that needs fake tensors, as one of data-dependent size does (get_ctx())
+            results = self._under_fake_tensors(args)
+        expected = tuple(
+            (tuple(d if isinstance(d, int) else None for d in r.shape), r.dtype)
+            for r in (results if isinstance(results, (tuple, list)) else (results,))
+        )
+        for name, (_, dtype) in zip(self.names[: self.n_outputs], expected, strict=False):
+            if dtype.is_complex:
+                self._refuse_complex(name, dtype)
+        return expected
+
+    def _under_fake_tensors(self, args: Sequence[Any]) -> Any:
+        """The kernel op on fake tensors, as torch.compile runs its fake."""
+        from torch._subclasses.fake_tensor import FakeTensorMode  # private: where it moves, this raises
+        from torch.fx.experimental.symbolic_shapes import ShapeEnv
+
+        with FakeTensorMode(shape_env=ShapeEnv()) as mode:
+            return self.op(*[mode.from_tensor(a) if isinstance(a, torch.Tensor) else a for a in args])
+
+    def _refuse_complex(self, name: str, dtype: torch.dtype) -> None:
+        raise TypeError(
+            f"{self.where} gives the output {name} in {dtype}; an op's outputs are real (a saved value may be "
+            "complex), so that every derivative kernel takes and gives real arrays: return the real and imaginary "
+            "parts in a last dim of 2 (xp.stack([y.real, y.imag], axis=-1), and so in the fake), and have the public "
+            "function return torch.view_as_complex of that output, whose derivatives torch gives"
+        )
 
     def __call__(self, args: Sequence[Any], results: Any) -> None:
         got = results if isinstance(results, tuple) else (results,)
@@ -196,17 +276,19 @@ class ForwardCheck:
         if len(got) != len(expected):
             raise TypeError(f"{self.where} returned {len(got)} arrays, where the op's fake gives {len(expected)}")
         for r, (shape, dtype) in zip(got, expected, strict=True):
-            if r.dtype != dtype or r.shape != shape:
+            if r.dtype != dtype or r.shape != shape:  # or a size the fake cannot know
                 self._refuse(got, expected)
 
     def _refuse(self, got, expected) -> None:
-        for name, r, (shape, dtype) in zip(self.names, got, expected, strict=True):
+        for i, (name, r, (shape, dtype)) in enumerate(zip(self.names, got, expected, strict=True)):
+            if r.dtype.is_complex and i < self.n_outputs:
+                self._refuse_complex(name, r.dtype)
             if r.dtype != dtype:
                 raise TypeError(
                     f"{self.where} returned dtype {r.dtype} for {name}, where the op's fake gives {dtype}: "
                     "cast the result (torch.compile and export take the fake's)"
                 )
-            if r.shape != shape:
+            if not _fits(r.shape, shape):
                 raise ValueError(
                     f"{self.where} returned shape {tuple(r.shape)} for {name}, where the op's fake gives "
                     f"{tuple(shape)}: declare a fake= that gives the kernel's shapes"
@@ -220,7 +302,7 @@ def check_batched(declared: DeclaredOp, batch_size: int, per_sample: Sequence[An
     expected = declared.forward_check.expected(per_sample)
     got = results if isinstance(results, tuple) else (results,)
     for name, r, (shape, _) in zip(declared.forward_check.names, got, expected, strict=False):
-        if r.dim() != len(shape) + 1 or r.shape[0] not in (1, batch_size) or r.shape[1:] != shape:
+        if r.dim() != len(shape) + 1 or r.shape[0] not in (1, batch_size) or not _fits(r.shape[1:], shape):
             raise ValueError(
                 f"{declared.forward_check.where} is declared batched=True, but under vmap over {batch_size} samples "
                 f"it returned shape {tuple(r.shape)} for {name}, where each sample's is {tuple(shape)}: a kernel "

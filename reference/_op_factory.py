@@ -73,7 +73,14 @@ from ._kernel_ops import (
     public_op,
     undefine,
 )
-from ._kernels import ForwardCheck, check_batched, derivative_kernel, forward_kernel, kernel_parameters
+from ._kernels import (
+    ForwardCheck,
+    SameForEverySample,
+    check_batched,
+    derivative_kernel,
+    forward_kernel,
+    kernel_parameters,
+)
 
 
 @dataclass(frozen=True)
@@ -100,6 +107,7 @@ class _Argument:
 _KERNEL_NAMES = {
     "backend": "the array backend",
     "needs_input_grad": "which gradients are wanted",
+    "vmap_batch": "the batch of a derivative under vmap",
 }
 
 
@@ -132,9 +140,11 @@ class DeclaredOp:
         self.kernels = {role: k for role, k in kernels.items() if k is not None}
         self.kernel_names = names
         self.appliers: dict[str, Callable[..., Any]] = {}  # each kernel op's Function, by role: see make_functions
+        self._claim_names()
         try:
             self._register(kernels, names, fake, batched)
         except BaseException:
+            _CURRENT.pop(self.qualname, None)
             for qualname in self._qualnames():
                 undefine(qualname)
             raise
@@ -234,12 +244,25 @@ class DeclaredOp:
         """Every operator the op registers: its kernel ops and itself."""
         return [f"{self.qualname}_{role}" for role in ("forward", "backward", "jvp", "curvature")] + [self.qualname]
 
+    def _claim_names(self) -> None:
+        """Refuses an op whose operators another declared op has (`f_forward` is `f`'s forward kernel op)."""
+        for qualname in self._qualnames():
+            owner = next((d for d in _CURRENT.values() if qualname in d._qualnames()), None)
+            if owner is not None and owner.qualname != self.qualname:
+                raise ValueError(
+                    f"{self.name}: the operator {qualname} is one that the op {owner.qualname} has registered (its "
+                    "kernel ops are <op>_forward, <op>_backward, <op>_jvp and <op>_curvature); name the op otherwise"
+                )
+
     def _register(self, kernels, names, fake, batched) -> None:
-        """The kernel ops, the Functions and torch.ops.<namespace>.<name>; an op declared before by the name is
-        replaced."""
-        for qualname in _REGISTERED.pop(self.qualname, ()):
-            undefine(qualname)
-        _REGISTERED[self.qualname] = self._qualnames()
+        """The kernel ops, the Functions and torch.ops.<namespace>.<name>. An op declared before by the name is
+        undone, and its handle refuses further calls: its function must not mix its kernels with these."""
+        replaced = _CURRENT.pop(self.qualname, None)
+        if replaced is not None:
+            replaced.replaced = True
+            for qualname in replaced._qualnames():
+                undefine(qualname)
+        _CURRENT[self.qualname] = self
         returns = ", ".join(["Tensor"] * (len(self.outputs) + len(self.saved)))
         returns = f"({returns})" if "," in returns else returns
         fake = fake or broadcast_fake(returns)
@@ -255,12 +278,12 @@ class DeclaredOp:
                 verify=self.forward_check,
             )
         }
+        self.forward_check.op = self.kernel_ops["forward"].op
         state = [f"Tensor? {n}" for n in self._state_names[: self.n_state - len(self.plain)]]
         state += [f"{a.kernel_type} {a.name}" for a in self.plain]
         for role in self.roles:
             schema_args = [f"Tensor? {n}" for n in self.leading[role]] + state
-            # vmap_batch: set by `_derivative_vmap`, whose targets lead with a batch of that size, over which a
-            # result may broadcast.
+            # vmap_batch: set by `_derivative_vmap`, whose targets lead with a batch of that size (see `fitted`).
             schema_args += [f"SymInt[]? {t}" for t in self.targets[role]] + ["SymInt vmap_batch=0"]
             n_targets = self.n_targets[role]
             n_before = len(self.input_names[role]) - n_targets
@@ -292,8 +315,15 @@ class DeclaredOp:
         check_batched(self, info.batch_size, one_sample, results)
         return batch_expanded(info, results)
 
+    replaced = False  # set where the op is declared again
+
     def __call__(self, *args, **kwargs):
         """The op on the user's arguments, as the public function and torch.ops call it."""
+        if self.replaced:
+            raise RuntimeError(
+                f"{self.name} was declared again, and this is the earlier declaration: call the function of the "
+                "new one (import or define it again)"
+            )
         args = self.bind(args, kwargs)
         args = _autocast(args)
         tensors = [(a.name, t) for a, t in zip(self.arguments, args, strict=True) if isinstance(t, torch.Tensor)]
@@ -412,8 +442,8 @@ def _a(kind: str) -> str:
     return f"an {kind}" if kind[0] in "aeiou" else f"a {kind}"
 
 
-# Each declared op's operators, by its qualname: what declaring it again undoes.
-_REGISTERED: dict[str, list[str]] = {}
+# Each op as it is declared now, by its qualname: what declaring it again replaces.
+_CURRENT: dict[str, DeclaredOp] = {}
 
 
 # ----------------------------------------------------------------------------
@@ -447,7 +477,10 @@ def _derivative_vmap(declared: DeclaredOp, role: str, op, info, in_dims, *args):
     lined_up = batch_first(tensors, in_dims[: len(tensors)])
     batch = info.batch_size
     padded = [None if t is None else [batch, *([1] * (ndim - len(t))), *t] for t in targets]
-    results = op(*lined_up, *padded, batch)  # results may broadcast over the batch: see `vmap_batch`
+    try:
+        results = op(*lined_up, *padded, batch)
+    except SameForEverySample:  # a result with a batch of 1: the same for every sample, or a sum over them
+        return once_per_sample(op, info, in_dims, *args)
     results = (results,) if n_targets == 1 else results
     batched = tuple(r if t is None else r.reshape(batch, *t) for r, t in zip(results, targets, strict=True))
     out_dims = tuple(None if t is None else 0 for t in targets)
@@ -472,16 +505,21 @@ def _tensors(count: int) -> str:
 
 
 def _autocast(args: tuple) -> tuple:
-    """Autocast's policy for the op, applied before its check: float tensors in float32.
+    """Autocast's policy for the op, applied before its check: float16 and bfloat16 tensors in float32; float32
+    and float64 as they are.
 
-    That is autocast's policy for native ops that need the precision, such as the FFTs.
+    That is autocast's policy for native ops that need the precision, such as the FFTs: autocast
+    never casts float64 (torch.mm on float64 stays float64 under it), nor anything down.
     """
     if _any_autocast_enabled is not None and not _any_autocast_enabled():  # the private check, where torch has it
         return args
     device = next((a.device.type for a in args if isinstance(a, torch.Tensor)), None)
     if device not in ("cpu", "cuda") or not torch.is_autocast_enabled(device):
         return args
-    return tuple(a.float() if isinstance(a, torch.Tensor) and a.is_floating_point() else a for a in args)
+    return tuple(a.float() if isinstance(a, torch.Tensor) and a.dtype in _HALVES else a for a in args)
+
+
+_HALVES = (torch.float16, torch.bfloat16)
 
 
 def _register_public(declared: DeclaredOp):

@@ -177,7 +177,8 @@ def bad_fft(x: Tensor) -> Tensor:
     """|rfft2(x)| over the last two dims of a float tensor of shape (..., H, W).
 
     Returns a tensor of shape (..., H, W // 2 + 1) and the dtype of `x`. float16 and
-    bfloat16 are computed in float32; under autocast the result is float32.
+    bfloat16 are computed in float32; under autocast they give float32, and float64
+    stays float64.
     """
     return bad_fft_declared(x)
 

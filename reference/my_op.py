@@ -111,8 +111,8 @@ def my_op(x: Tensor, weight: Tensor, frequency: float = 1.0) -> Tensor:
 
     `weight` broadcasts with x, usually over its batch; `frequency` is a plain float.
     Returns a tensor of the broadcast shape (x's, for a weight that fits in it) and
-    x's dtype. float16 and bfloat16 are computed in float32; under autocast the
-    result is float32.
+    x's dtype. float16 and bfloat16 are computed in float32; under autocast they
+    give float32, and float64 stays float64.
     """
     return my_op_declared(x, weight, frequency)
 

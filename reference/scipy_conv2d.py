@@ -321,7 +321,8 @@ def scipy_conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> T
 
     `bias` is optional and holds one element (shape (), (1,) or (1, 1)). Returns a
     tensor of shape (..., H - kH + 1, W - kW + 1) and the dtype of `input`. float16
-    and bfloat16 are computed in float32; under autocast the result is float32.
+    and bfloat16 are computed in float32; under autocast they give float32, and
+    float64 stays float64.
     """
     return scipy_conv2d_declared(input, weight, bias)
 

@@ -298,6 +298,17 @@ class OpContract:
         assert all(o.dtype != torch.bfloat16 for o in outputs(under_autocast(*args)))
         assert_matches(under_autocast, in_float32, *args, rtol=1e-4, atol=1e-4)
 
+    def test_autocast_never_casts_float64(self, device):
+        """As native ops under autocast: float64 inputs are computed and returned in float64."""
+        args = self.args(self.samples[0], torch.float64, device)
+
+        def under_autocast(*args):
+            with torch.autocast(torch.device(device).type, dtype=torch.bfloat16):
+                return self.call(*args)
+
+        assert all(o.dtype == torch.float64 for o in outputs(under_autocast(*args)) if o.dtype.is_floating_point)
+        assert_matches(under_autocast, self.call_native, *args)
+
     def test_outputs_own_their_memory(self, device):
         """New storages for outputs and gradients, none shared with an input, each resizable (FSDP frees them)."""
         args = self.args(self.samples[0], device=device)

@@ -1,5 +1,6 @@
 """The op factory: ops of signatures unlike the starters', each declared once, on every path that reaches them."""
 
+import functools
 import inspect
 
 import numpy as np
@@ -423,7 +424,7 @@ def _subtract_one_in_place(backend, x):
 def test_kernels_cannot_change_the_callers_tensors():
     op = declare_op("op_factory_test::in_place", "(Tensor x) -> Tensor", forward=_subtract_one_in_place)
     x = torch.ones(3, dtype=F64)
-    with pytest.raises(ValueError, match=r"^_subtract_one_in_place: .*read-only.* copy an array before changing it"):
+    with pytest.raises(ValueError, match=r"^in_place: the forward kernel _subtract_one_in_place: .*read-only.* copy"):
         op(x)
     torch.testing.assert_close(x, torch.ones(3, dtype=F64))
     assert x._version == 0
@@ -438,7 +439,8 @@ def test_strict_checks_catch_a_kernel_that_changes_an_input_where_arrays_are_wri
     monkeypatch.setattr(_boundary, "_host_array", lambda t, writable=False: host_array(t, writable=True))
     op = declare_op("op_factory_test::in_place_writable", "(Tensor x) -> Tensor", forward=_subtract_one_in_place)
     x = torch.ones(3, dtype=F64)
-    with strict_checks(), pytest.raises(ValueError, match=r"^_subtract_one_in_place changed its input array 0"):
+    message = r"^in_place_writable: the forward kernel _subtract_one_in_place changed its input x in place"
+    with strict_checks(), pytest.raises(ValueError, match=message):
         op(x)
 
 
@@ -476,8 +478,9 @@ def test_a_forward_result_that_differs_from_the_fake_is_refused_in_eager_code(fo
         ("(Tensor x) -> Tensor", ("result",), "'result' names both an output and a saved value"),
         ("(Tensor x, float s) -> Tensor", ("s",), "'s' names both an argument and a saved value"),
         ("(Tensor x, Tensor x_tangent) -> Tensor", (), "the argument 'x_tangent' has the name kernels get x's tangent"),
+        ("(Tensor x, int vmap_batch) -> Tensor", (), "the argument 'vmap_batch' has the name kernels get the batch"),
     ],
-    ids=["grad", "needs_input_grad", "result", "an argument saved", "x_tangent"],
+    ids=["grad", "needs_input_grad", "result", "an argument saved", "x_tangent", "vmap_batch"],
 )
 def test_names_that_collide_are_refused_when_the_op_is_declared(schema, saved, message):
     def forward(backend, x):
@@ -503,6 +506,57 @@ def test_declaring_again_replaces_the_op_and_a_failed_declaration_leaves_nothing
         torch.testing.assert_close(op(x), k * x)
         torch.testing.assert_close(torch.ops.op_factory_test.again(x), k * x)
         torch.testing.assert_close(torch.compile(op, fullgraph=True)(x), k * x)
+
+
+def test_an_earlier_declarations_function_refuses_and_another_op_cannot_take_a_kernel_ops_name():
+    """Its kernels are undone: it must not mix them with the new declaration's."""
+    first = declare_op("op_factory_test::replaced", "(Tensor x) -> Tensor", forward=lambda backend, x: x * 2)
+    second = declare_op("op_factory_test::replaced", "(Tensor x) -> Tensor", forward=lambda backend, x: x * 3)
+    x = torch.ones(2, dtype=F64)
+    with pytest.raises(RuntimeError, match=r"^replaced was declared again, and this is the earlier declaration"):
+        first(x)
+    torch.testing.assert_close(second(x), 3 * x)
+    message = r"^replaced_forward: the operator op_factory_test::replaced_forward is one that the op op_factory_test::"
+    with pytest.raises(ValueError, match=message):
+        declare_op("op_factory_test::replaced_forward", "(Tensor x) -> Tensor", forward=lambda backend, x: x)
+    torch.testing.assert_close(second(x), 3 * x)
+
+
+def test_a_derivative_kernel_returns_one_result_per_input_and_a_partial_is_a_kernel():
+    def two_for_one(backend, grad, x, scale):
+        return grad * scale, grad
+
+    scaled = functools.partial(lambda backend, x, scale, offset: x * scale + offset, offset=1.0)
+    op = declare_op("op_factory_test::two_for_one", "(Tensor x, float scale) -> Tensor", forward=scaled,
+                    backward=two_for_one)  # fmt: skip
+    x = randn(3)
+    torch.testing.assert_close(op(x, 2.0), 2 * x + 1)
+    with pytest.raises(TypeError, match=r"^two_for_one: the backward kernel two_for_one returned 2 values, where it"):
+        op(x, 2.0).sum().backward()
+
+
+def test_a_batched_backward_that_sums_over_leading_dims_is_right_under_vmap():
+    """Its result has a batch of 1 under vmap's rule, as one the same for every sample would: it runs per sample."""
+
+    def backward(backend, grad, x, w):
+        return grad * w, (grad * x).sum(axis=0, keepdims=True)  # the sum over x's rows, for one sample
+
+    op = declare_op("op_factory_test::row_weighted", "(Tensor x, Tensor w) -> Tensor",
+                    forward=lambda backend, x, w: x * w, backward=backward, batched=True)  # fmt: skip
+    x, w = torch.randn(3, 4, 5, dtype=F64), torch.randn(5, dtype=F64)
+    per_sample = torch.func.vmap(lambda x: torch.func.grad(lambda w: op(x, w).sum())(w))(x)
+    torch.testing.assert_close(per_sample, x.sum(1))
+
+
+def test_a_fake_of_data_dependent_size_is_asked_under_fake_tensors_in_eager_code_too():
+    def fake(x):
+        return x.new_empty(torch.library.get_ctx().new_dynamic_size())
+
+    positive = declare_op("op_factory_test::positive", "(Tensor x) -> Tensor", forward=lambda backend, x: x[x > 0],
+                          fake=fake)  # fmt: skip
+    x = torch.tensor([1.0, -1.0, 2.0])
+    torch.testing.assert_close(positive(x), torch.tensor([1.0, 2.0]))
+    torch.testing.assert_close(positive(-x), torch.tensor([1.0]))
 
 
 def test_the_public_function_and_torch_ops_take_a_bool_for_a_float_alike():
@@ -541,3 +595,68 @@ def test_the_contract_opchecks_the_fake_in_every_dtype_the_op_takes():
     for dtype in (torch.float16, torch.bfloat16):
         with pytest.raises(Exception, match=r"returned dtype torch\.b?float16 for result, where the op's fake gives"):
             Contract().test_opcheck(dtype, False, "cpu")
+
+
+# ----------------------------------------------------------------------------
+# Derivatives and autocast as native
+# ----------------------------------------------------------------------------
+
+
+def test_autocast_keeps_float64_and_computes_halves_in_float32():
+    """As native ops that autocast runs in float32 (the FFTs): float64 is never cast, halves are cast up."""
+    x = torch.randn(3, 4, dtype=F64)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = EVERY_TYPE(x, None, 3.0)
+        half = EVERY_TYPE(x.to(torch.bfloat16), None, 3.0)
+        assert torch.mm(x, x.T).dtype == F64  # native's rule
+    assert y.dtype == F64
+    torch.testing.assert_close(y, native_every_type(x, None, 3.0), rtol=0, atol=0)
+    assert half.dtype == torch.float32
+
+
+# A complex result, as the factory takes one: real and imaginary parts in a last dim of 2, which the public
+# function views as complex, so torch gives its derivatives by its own convention (Re(J^H g) for a real x).
+def rfft_pairs_kernel(backend, x):
+    y = backend.fft.rfft(x, axis=-1)
+    return backend.xp.stack([y.real, y.imag], axis=-1)
+
+
+def rfft_pairs_backward(backend, grad, x):
+    g = grad[..., 0] + 1j * grad[..., 1]
+    return x.shape[-1] * backend.fft.ifft(g, n=x.shape[-1], axis=-1).real
+
+
+RFFT_PAIRS = declare_op(
+    "op_factory_test::rfft_pairs",
+    "(Tensor x) -> Tensor",
+    forward=rfft_pairs_kernel,
+    backward=rfft_pairs_backward,
+    jvp=lambda backend, x_tangent: rfft_pairs_kernel(backend, x_tangent),
+    curvature=lambda backend, grad, x_direction: 0,
+    third_derivatives_are_zero=True,
+    fake=lambda x: x.new_empty((*x.shape[:-1], x.shape[-1] // 2 + 1, 2)),
+)
+
+
+def rfft(x):
+    return torch.view_as_complex(RFFT_PAIRS(x))
+
+
+def test_a_complex_result_has_the_gradient_torch_gives_a_complex_output():
+    x = randn(3, 8)
+    torch.testing.assert_close(rfft(x), torch.fft.rfft(x))
+    weights = torch.randn(5, dtype=torch.complex128)
+
+    def loss(fft):
+        return lambda x: fft(x).abs().pow(2).sum() + (fft(x) * weights).real.sum()
+
+    torch.testing.assert_close(torch.autograd.grad(loss(rfft)(x), x), torch.autograd.grad(loss(torch.fft.rfft)(x), x))
+    assert torch.autograd.gradcheck(rfft, (x,), check_forward_ad=True)
+    torch.testing.assert_close(torch.func.hessian(loss(rfft))(x), torch.func.hessian(loss(torch.fft.rfft))(x))
+
+
+def test_a_complex_output_is_refused_at_the_first_call_with_the_way_to_return_it():
+    complex_fft = declare_op("op_factory_test::complex_fft", "(Tensor x) -> Tensor",
+                             forward=lambda backend, x: backend.fft.rfft(x, axis=-1))  # fmt: skip
+    with pytest.raises(TypeError, match=r"^complex_fft: the forward kernel <lambda> gives the output result in torch"):
+        complex_fft(randn(3, 8))
