@@ -75,10 +75,30 @@ def _needed(ctx, index: int) -> bool:
     if not ctx.needs_input_grad[index]:
         return False
     try:
-        node = ctx.next_functions[index][0]
+        node = ctx.next_functions[ctx.edges[index]][0]
         return node is None or _will_engine_execute_node(node)
     except Exception:  # a private name missing or changed: count the gradient as used
         return True
+
+
+def _edges(inputs) -> list[int | None]:
+    """Each input's index among the Function's tensor inputs, as ctx.next_functions holds one edge per tensor."""
+    edges, count = [], 0
+    for x in inputs:
+        edges.append(count if isinstance(x, torch.Tensor) else None)
+        count += isinstance(x, torch.Tensor)
+    return edges
+
+
+def _refuse_nondifferentiable(d: DeclaredOp, moving, needed_for: str) -> None:
+    """Raises where a derivative in an input the op declares nondifferentiable is asked for (`moving`: per
+    tensor input, whether it is wanted, or moves by a tangent or direction), as native raises for igamma's."""
+    for name, moves, nondifferentiable in zip(d.tensors, moving, d.nondifferentiable_flags, strict=True):
+        if moves and nondifferentiable:
+            raise RuntimeError(
+                f"{d.name}: {needed_for} needs the derivative in {name}, which the op declares nondifferentiable: "
+                f"it has none. Hold {name} fixed (leave it out of what is differentiated, or detach it)"
+            )
 
 
 def _recording() -> bool:
@@ -152,16 +172,22 @@ def _call(d: DeclaredOp, role: str, leading, state, targets, needed_for: str) ->
 
 
 def _inputs_meta(d: DeclaredOp, state) -> list:
-    return [t.meta if isinstance(t, _Unkept) else _meta(t) for t in state[: d.n_tensors]]
+    """Per tensor input, what it takes to make zeros in its place; None for one the op has no derivative in,
+    whose tangents and directions stay None (they would need that derivative)."""
+    return [
+        None if fixed else t.meta if isinstance(t, _Unkept) else _meta(t)
+        for t, fixed in zip(state[: d.n_tensors], d.nondifferentiable_flags, strict=True)
+    ]
 
 
-def _targets(d: DeclaredOp, wanted, state) -> list:
+def _targets(d: DeclaredOp, wanted, state, needed_for: str = "a derivative") -> list:
+    _refuse_nondifferentiable(d, wanted, needed_for)
     return [m[0] if w and m is not None else None for w, m in zip(wanted, _inputs_meta(d, state), strict=True)]
 
 
 def _backward(d: DeclaredOp, grads, state, wanted, needed_for: str) -> list:
     """B(g): per tensor input, its gradient where `wanted`."""
-    targets = _targets(d, wanted, state)
+    targets = _targets(d, wanted, state, needed_for)
     if not any(t is not None for t in targets):
         return [None] * d.n_tensors
     return _call(d, "backward", grads, state, targets, needed_for)
@@ -169,7 +195,8 @@ def _backward(d: DeclaredOp, grads, state, wanted, needed_for: str) -> list:
 
 def _curvature(d: DeclaredOp, grads, directions, state, wanted, needed_for: str) -> list:
     """C(g, d): per tensor input, how its gradient moves with the inputs, where `wanted`."""
-    targets = _targets(d, wanted, state)
+    _refuse_nondifferentiable(d, [t is not None for t in directions], needed_for)
+    targets = _targets(d, wanted, state, needed_for)
     if not any(t is not None for t in targets):
         return [None] * d.n_tensors
     directions = _filled(directions, _inputs_meta(d, state))
@@ -178,6 +205,7 @@ def _curvature(d: DeclaredOp, grads, directions, state, wanted, needed_for: str)
 
 def _jvp(d: DeclaredOp, tangents, state, output_shapes, needed_for: str) -> list:
     """J(t): per output, its tangent where it has a shape (None for one that is not differentiable)."""
+    _refuse_nondifferentiable(d, [t is not None for t in tangents], needed_for)
     return _call(d, "jvp", _filled(tangents, _inputs_meta(d, state)), state, output_shapes, needed_for)
 
 
@@ -190,17 +218,18 @@ def _second_forward(d: DeclaredOp, tangents, directions, state, output_shapes, n
     """
     if not d.third_derivatives_are_zero or d.saved or d.kept_outputs:
         raise _beyond(d, f"forward-over-forward derivatives ({needed_for})")
+    _refuse_nondifferentiable(d, [t is not None for t in directions], needed_for)
     inputs = state[: d.n_tensors]
     moved = [None if t is None or isinstance(t, _Unkept) else s for t, s in zip(inputs, directions, strict=True)]
     metas = _inputs_meta(d, state)
-    at_s = [
-        *_filled(moved, [m if t is not None else None for t, m in zip(inputs, metas, strict=True)]),
-        *state[d.n_tensors :],
-    ]
-    at_zero = [
-        *_filled([None] * d.n_tensors, [m if t is not None else None for t, m in zip(inputs, metas, strict=True)]),
-        *state[d.n_tensors :],
-    ]
+    present = [m if t is not None else None for t, m in zip(inputs, metas, strict=True)]
+
+    def at(values):  # the inputs at `values`, but those the op has no derivative in, which stay fixed
+        values = _filled(values, present)
+        fixed = zip(inputs, values, d.nondifferentiable_flags, strict=True)
+        return [t if f else v for t, v, f in fixed] + list(state[d.n_tensors :])
+
+    at_s, at_zero = at(moved), at([None] * d.n_tensors)
     shifted = _jvp(d, tangents, at_s, output_shapes, needed_for)
     base = _jvp(d, tangents, at_zero, output_shapes, needed_for)
     return [None if a is None else a - b for a, b in zip(shifted, base, strict=True)]
@@ -221,6 +250,8 @@ def _keep(ctx, d: DeclaredOp, role: str, inputs) -> None:
     n_leading = len(inputs) - d.n_state - d.n_targets[role]
     ctx.targets = inputs[n_leading + d.n_state :]
     ctx.leading_meta = [_meta(t) for t in inputs[:n_leading]]
+    ctx.edges = _edges(inputs)
+    ctx.set_materialize_grads(False)  # None for what has no tangent or cotangent: not zeros to compute with
     _save(ctx, inputs[: n_leading + d.n_state])
 
 
@@ -261,13 +292,16 @@ def make_functions(declared: DeclaredOp) -> type[torch.autograd.Function]:
             if fixed:
                 ctx.mark_non_differentiable(*fixed)
             ctx.set_materialize_grads(False)
+            ctx.edges = _edges(inputs)
             ctx.input_meta = []
             # Under torch.func, an input that an outer transform differentiates need not require grad here.
             keep_all = not _outside_torch_func()
             state = []
-            for i, named in zip(d.tensor_positions, d.kernels_take_input, strict=True):
+            for i, named, fixed in zip(
+                d.tensor_positions, d.kernels_take_input, d.nondifferentiable_flags, strict=True
+            ):
                 t = inputs[i]
-                meta = _meta(t)
+                meta = None if fixed else _meta(t)  # fixed: no derivative in it, no tangent to fill
                 ctx.input_meta.append(meta)
                 state.append(t if t is None or named or keep_all or t.requires_grad else _Unkept(meta))
             state += [outputs[i] for i in d.kept_outputs]
@@ -281,10 +315,9 @@ def make_functions(declared: DeclaredOp) -> type[torch.autograd.Function]:
             d = _DECLARED[key]
             _refuse_forward_over_forward_over_reverse(d)
             grads = _filled(grads[: d.n_outputs], ctx.output_meta)
-            targets = [
-                m[0] if m is not None and ctx.needs_input_grad[i] else None
-                for i, m in zip(d.tensor_positions, ctx.input_meta, strict=True)
-            ]
+            wanted = [_needed(ctx, i) for i in d.tensor_positions]  # the gradients this backward pass uses
+            _refuse_nondifferentiable(d, wanted, "backward")
+            targets = [m[0] if m is not None and w else None for w, m in zip(wanted, ctx.input_meta, strict=True)]
             result = [None] * len(d.arguments)
             if any(t is not None for t in targets):
                 gradients = _call(d, "backward", grads, _restored(ctx), targets, "backward")
@@ -295,7 +328,9 @@ def make_functions(declared: DeclaredOp) -> type[torch.autograd.Function]:
         @staticmethod
         def jvp(ctx, *tangents):
             d = _DECLARED[key]
-            tangents = _filled([tangents[i] for i in d.tensor_positions], ctx.input_meta)
+            tangents = [tangents[i] for i in d.tensor_positions]
+            _refuse_nondifferentiable(d, [t is not None for t in tangents], "forward mode")
+            tangents = _filled(tangents, ctx.input_meta)
             shapes = [None if m is None else m[0] for m in ctx.output_meta]
             outputs = _call(d, "jvp", tangents, _restored(ctx), shapes, "forward mode") + [None] * len(d.saved)
             return tuple(outputs) if len(outputs) > 1 else outputs[0]

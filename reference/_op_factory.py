@@ -123,11 +123,12 @@ class DeclaredOp:
     fails leaves nothing behind, and declaring an op again replaces it.
     """
 
-    def __init__(self, qualname, schema, *, forward, backward, jvp, curvature, saved, parameters, batched,
-                 third_derivatives_are_zero, check, fake):  # fmt: skip
+    def __init__(self, qualname, schema, *, forward, backward, jvp, curvature, saved, parameters, nondifferentiable,
+                 batched, third_derivatives_are_zero, check, fake):  # fmt: skip
         self.qualname, self.schema = qualname, schema
         self.namespace, self.name = qualname.split("::")
         self.saved, self.parameters = tuple(saved), tuple(parameters)
+        self.nondifferentiable = tuple(nondifferentiable)
         self.check, self.third_derivatives_are_zero = check, third_derivatives_are_zero
         self._read_schema()
         kernels = {"forward": forward, "backward": backward, "jvp": jvp, "curvature": curvature}
@@ -169,9 +170,11 @@ class DeclaredOp:
 
     def _check_names(self) -> None:
         """Each argument, output and saved value has a name of its own, which no kernel gets anything else by."""
-        unknown = set(self.parameters) - set(self.tensors)
-        if unknown:
-            raise ValueError(f"{self.name}: parameters {sorted(unknown)} are not tensor arguments")
+        for what, names in (("parameters", self.parameters), ("nondifferentiable", self.nondifferentiable)):
+            unknown = set(names) - set(self.tensors)
+            if unknown:
+                raise ValueError(f"{self.name}: {what} {sorted(unknown)} are not tensor arguments")
+        self.nondifferentiable_flags = tuple(t in self.nondifferentiable for t in self.tensors)
         reserved = dict(_KERNEL_NAMES)
         reserved |= dict.fromkeys(self.grad_names, "an output's gradient")
         reserved |= {f"{t}_tangent": f"{t}'s tangent" for t in self.tensors}
@@ -397,6 +400,7 @@ def declare_op(
     curvature: Kernel | None = None,
     saved: tuple[str, ...] = (),
     parameters: tuple[str, ...] = (),
+    nondifferentiable: tuple[str, ...] = (),
     batched: bool = False,
     third_derivatives_are_zero: bool = False,
     check: Callable[..., None] | None = None,
@@ -410,6 +414,9 @@ def declare_op(
     - `parameters`: tensor arguments with a shape of their own (filter taps, a matrix), which
       kernels always get in that shape. The other tensors are data, whose leading dims are
       batch dims; data tensors broadcast with each other.
+    - `nondifferentiable`: tensor arguments the op has no derivative in (gammainc's `a`, an
+      index as floats). Kernels get them as usual and return None for their gradients; a
+      derivative in one raises where it is needed, as native torch raises for igamma's `a`.
     - `batched`: the kernels treat data's leading dims as batch dims, so vmap calls them once
       for the whole batch. Without it, vmap calls them once per sample, which is right for
       any kernel (one that sums over its whole input, say).
@@ -424,7 +431,8 @@ def declare_op(
     """
     return DeclaredOp(
         qualname, schema, forward=forward, backward=backward, jvp=jvp, curvature=curvature, saved=saved,
-        parameters=parameters, batched=batched, third_derivatives_are_zero=third_derivatives_are_zero,
+        parameters=parameters, nondifferentiable=nondifferentiable, batched=batched,
+        third_derivatives_are_zero=third_derivatives_are_zero,
         check=check, fake=fake,
     )  # fmt: skip
 

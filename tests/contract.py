@@ -10,16 +10,18 @@ An op's test file subclasses `OpContract` and declares, as PyTorch's OpInfo does
 A sample gives each argument by name: a shape (a tuple) for a tensor input, which becomes a
 random float tensor that requires grad; a function `(dtype, device) -> tensor` for one that
 needs particular values; the value itself otherwise. Arguments left out take their
-defaults. The first sample's first data tensor (a tensor input that is not one of the op's
-`parameters`) has a leading batch dim, which the per-sample checks vmap over, and which
-empty-batch checks set to 0. Values, gradients and every derivative the op declares are
+defaults. The first sample's first differentiable data tensor (a tensor input that is not one
+of the op's `parameters`, nor `nondifferentiable`) has a leading batch dim, which the per-sample
+checks vmap over, and which empty-batch checks set to 0. Values, gradients and every derivative the op declares are
 compared with native's on every sample, so give a sample for each value of a plain argument
 that changes the math (a flag, a mode); the numerical checks (gradcheck) take the first.
 
 What the op supports comes from its declaration (`declare_op`): forward mode where it has a
-jvp kernel, second order where it also has a curvature kernel, and its parameters. Each
-check runs where the op supports it, and elsewhere checks that the op refuses with its one
-clear error. Optional attributes: `bad_inputs`, `benchmark_samples`, `module`,
+jvp kernel, second order where it also has a curvature kernel, its parameters, and the inputs
+it has no derivative in (`nondifferentiable`), which the derivative checks hold fixed and the
+others (vmap, bad inputs, opcheck) take as any input. Each check runs where the op supports
+it, and elsewhere checks that the op refuses with its one clear error. Every check runs with
+the op's strict checks on (`strict_checks`). Optional attributes: `bad_inputs`, `benchmark_samples`, `module`,
 `half_precision`, `torchscript`, `tolerances`. Hessians take the smallest sample whose tensors have
 at least two elements each.
 """
@@ -119,16 +121,21 @@ class OpContract:
             elif a.is_tensor and callable(value):
                 value = value(dtype, device)
             if isinstance(value, torch.Tensor) and value.dtype.is_floating_point:
-                value = value.detach().requires_grad_(requires_grad)
+                value = value.detach().requires_grad_(requires_grad and a.name not in self.declared.nondifferentiable)
             args.append(value)
         return args
 
     def tensor_positions(self, args) -> list[int]:
         return [i for i, a in enumerate(args) if isinstance(a, torch.Tensor)]
 
+    def differentiable_positions(self, args) -> list[int]:
+        """The tensor arguments the op has derivatives in: all but those it declares `nondifferentiable`."""
+        names = [a.name for a in self.declared.arguments]
+        return [i for i in self.tensor_positions(args) if names[i] not in self.declared.nondifferentiable]
+
     def over_tensors(self, fn, args):
-        """`fn` as a function of the tensor arguments alone, the others fixed, and those tensors."""
-        positions = self.tensor_positions(args)
+        """`fn` as a function of the differentiable tensor arguments alone, the others fixed, and those tensors."""
+        positions = self.differentiable_positions(args)
 
         def of_tensors(*tensors):
             full = list(args)
@@ -193,19 +200,22 @@ class OpContract:
             metafunc.parametrize("vmapped", [*names, "all"])
 
     def batch_argument(self, sample) -> str:
-        """The tensor input whose leading dim is a batch dim: the first that is data, not a parameter."""
-        names = list(self._shapes(sample))
+        """The tensor input whose leading dim is a batch dim: the first differentiable one that is data, not a
+        parameter."""
+        names = list(self._shapes(sample, differentiable=True))
         return next((n for n in names if n not in self.declared.parameters), names[0])
 
     def batch_in_dims(self, sample) -> tuple[int | None, ...]:
         """vmap's in_dims for a function of the sample's tensors (as `of_tensors` gives): its batch dim."""
         batch = self.batch_argument(sample)
-        return tuple(0 if name == batch else None for name in self._shapes(sample))
+        return tuple(0 if name == batch else None for name in self._shapes(sample, differentiable=True))
 
-    def _shapes(self, sample) -> dict[str, tuple[int, ...]]:
-        """The shape of each tensor input of `sample` (not an absent optional one), by name."""
+    def _shapes(self, sample, differentiable=False) -> dict[str, tuple[int, ...]]:
+        """The shape of each tensor input of `sample` (not an absent optional one), by name; or of each
+        differentiable one."""
         args = self.args(sample, requires_grad=False)
-        return {self.declared.arguments[i].name: tuple(args[i].shape) for i in self.tensor_positions(args)}
+        positions = self.differentiable_positions(args) if differentiable else self.tensor_positions(args)
+        return {self.declared.arguments[i].name: tuple(args[i].shape) for i in positions}
 
     def shared_bad_inputs(self) -> list[BadInput]:
         """The rules every op shares, on the first sample: each argument of its schema type, float tensors
@@ -243,13 +253,13 @@ class OpContract:
         or the last two dims transposed. Each kernel gets the values, whatever the memory layout."""
         args = self.args(self.samples[0], device=device)
         for i in self.tensor_positions(args):
-            t = args[i].detach()
+            t, grad = args[i].detach(), args[i].requires_grad
             if view == "strided" and t.numel() > 1:
-                args[i] = torch.stack([t, torch.zeros_like(t)], dim=-1).requires_grad_()[..., 0]
+                args[i] = torch.stack([t, torch.zeros_like(t)], dim=-1).requires_grad_(grad)[..., 0]
             elif view == "expanded" and t.dim() >= 1 and t.shape[0] > 1:
-                args[i] = t[:1].clone().requires_grad_().expand_as(t)
+                args[i] = t[:1].clone().requires_grad_(grad).expand_as(t)
             elif view == "transposed" and t.dim() >= 2 and t.shape[-1] > 1 and t.shape[-2] > 1:
-                args[i] = t.transpose(-1, -2).contiguous().requires_grad_().transpose(-1, -2)
+                args[i] = t.transpose(-1, -2).contiguous().requires_grad_(grad).transpose(-1, -2)
             else:
                 continue
             assert not args[i].is_contiguous()
@@ -265,7 +275,7 @@ class OpContract:
         results = outputs(self.call(*args))
         expected = outputs(self.call_native(*self.args(sample, device="meta")))
         assert [(o.shape, o.dtype) for o in results] == [(o.shape, o.dtype) for o in expected]
-        inputs = [args[i] for i in self.tensor_positions(args)]
+        inputs = [args[i] for i in self.differentiable_positions(args)]
         grads = torch.autograd.grad(self.loss(self.call)(*args), inputs, materialize_grads=True)
         assert [g.shape for g in grads] == [t.shape for t in inputs]
         torch.library.opcheck(self.declared.op, tuple(args))
@@ -286,7 +296,7 @@ class OpContract:
         """Under autocast, float inputs of mixed dtypes are taken and computed in float32, values and gradients."""
         args = self.args(self.samples[0], torch.float32, device)
         first = self.tensor_positions(args)[0]
-        args[first] = args[first].detach().to(torch.bfloat16).requires_grad_()
+        args[first] = args[first].detach().to(torch.bfloat16).requires_grad_(args[first].requires_grad)
 
         def under_autocast(*args):
             with torch.autocast(torch.device(device).type, dtype=torch.bfloat16):
@@ -312,7 +322,7 @@ class OpContract:
     def test_outputs_own_their_memory(self, device):
         """New storages for outputs and gradients, none shared with an input, each resizable (FSDP frees them)."""
         args = self.args(self.samples[0], device=device)
-        inputs = [args[i] for i in self.tensor_positions(args)]
+        inputs = [args[i] for i in self.differentiable_positions(args)]
         results = outputs(self.call(*args))
         grads = torch.autograd.grad(self.loss(self.call)(*args), inputs)
         tensors = [*inputs, *results, *grads]
@@ -324,7 +334,7 @@ class OpContract:
         args = self.args(self.samples[0], device="meta")
         ours, theirs = outputs(self.call(*args)), outputs(self.call_native(*args))
         assert [(o.device.type, o.shape, o.dtype) for o in ours] == [(o.device.type, o.shape, o.dtype) for o in theirs]
-        inputs = [args[i] for i in self.tensor_positions(args)]
+        inputs = [args[i] for i in self.differentiable_positions(args)]
         grads = torch.autograd.grad(self.loss(self.call)(*args), inputs)
         assert [(g.device.type, g.shape) for g in grads] == [("meta", t.shape) for t in inputs]
 
@@ -545,8 +555,9 @@ class OpContract:
         kept = [results[i] for i in d.kept_outputs]
         state = [*tensors, *kept, *results[len(d.outputs) :], *(args[i] for i in d.plain_positions)]
         grads = [torch.randn_like(o) if o.dtype.is_floating_point else None for o in results[: len(d.outputs)]]
-        moves = [None if t is None else torch.randn_like(t) for t in tensors]
-        input_targets = [None if t is None else list(t.shape) for t in tensors]
+        fixed = [name in d.nondifferentiable for name in d.tensors]  # no derivative is asked in these
+        moves = [None if t is None or f else torch.randn_like(t) for t, f in zip(tensors, fixed, strict=True)]
+        input_targets = [None if t is None or f else list(t.shape) for t, f in zip(tensors, fixed, strict=True)]
         output_targets = [list(o.shape) if o.dtype.is_floating_point else None for o in results[: len(d.outputs)]]
         calls = {
             "backward": (*grads, *state, *input_targets),

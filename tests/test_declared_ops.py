@@ -1,8 +1,8 @@
-"""Ten ops in one project, as a user gets there: the three starters, and seven ops declared from scratch.
+"""Eleven ops in one project, as a user gets there: the three starters, and eight ops declared from scratch.
 
 The project is the blank starter's; the fft and conv2d starters join it by the generated README's
 command (rendering into the project), which changes no file it already has but the exports. Then
-seven ops of shapes that the blank starter's (data, a broadcasting weight, a float) does not take
+eight ops of shapes that the blank starter's (data, a broadcasting weight, a float) does not take
 are added by hand, each an op module (declared_ops/ops/<op>.py, which becomes src/own_ops/<op>.py),
 its declaration into the contract (declared_ops/tests/<op>.py, which becomes tests/test_<op>.py)
 and its benchmark script, as the blank starter's:
@@ -13,7 +13,8 @@ and its benchmark script, as the blank starter's:
 - normalize: a sum over the whole input, so no batch dims;
 - masked_scale: an optional tensor input;
 - solve_lower: a parameter first (a matrix), a bool that changes every derivative, the output that its
-  derivatives take.
+  derivatives take;
+- gammainc: an input with no derivative (declared nondifferentiable), positive inputs.
 declared_ops/ruff.toml lints those files here as the generated project lints them.
 """
 
@@ -40,6 +41,7 @@ OPS = {
     "normalize": "Normalize",
     "masked_scale": "MaskedScale",
     "solve_lower": "SolveLower",
+    "gammainc": "GammaInc",
 }
 STARTERS = {"fft": ("bad_fft", "BadFFT"), "conv2d": ("scipy_conv2d", "ScipyConv2d")}
 
@@ -81,7 +83,7 @@ def test_ten_ops_in_one_project_pass_its_whole_suite(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(project / "src")}
     start = time.perf_counter()
     result = run(sys.executable, "-m", "pytest", "-q", "-rA", "-p", "no:cacheprovider", cwd=project, env=env)
-    print(f"ten ops' suite: {result.stdout.splitlines()[-1]} ({time.perf_counter() - start:.0f} s)")
+    print(f"eleven ops' suite: {result.stdout.splitlines()[-1]} ({time.perf_counter() - start:.0f} s)")
     assert_suite_passes(result, at_least=600)
     # The contract can fail: a jvp that is wrong only with unit_diagonal, as a user might write it, fails the
     # comparison with native on the sample that sets it.

@@ -660,3 +660,38 @@ def test_a_complex_output_is_refused_at_the_first_call_with_the_way_to_return_it
                              forward=lambda backend, x: backend.fft.rfft(x, axis=-1))  # fmt: skip
     with pytest.raises(TypeError, match=r"^complex_fft: the forward kernel <lambda> gives the output result in torch"):
         complex_fft(randn(3, 8))
+
+
+def test_kernels_are_told_the_gradients_the_engine_will_use_not_what_requires_grad():
+    """As native: asking for x's gradient alone needs nothing of w's, though w requires grad too."""
+
+    def backward(backend, grad, x, w, needs_input_grad):
+        assert needs_input_grad == (True, False), needs_input_grad
+        return grad * w, None
+
+    op = _declare_scale("told", backward)
+    x, w = randn(3, 4), randn(4)
+    (gx,) = torch.autograd.grad(op(x, w).sum(), x)
+    torch.testing.assert_close(gx, w.detach().expand(3, 4))
+
+
+def test_an_input_declared_nondifferentiable_is_refused_only_where_its_derivative_is_needed():
+    fixed_power = declare_op(
+        "op_factory_test::fixed_power",
+        "(Tensor a, float scale, Tensor x) -> Tensor",  # a plain argument between the tensors
+        forward=lambda backend, a, scale, x: scale * x**a,
+        backward=lambda backend, grad, a, scale, x: (None, grad * scale * a * x ** (a - 1)),
+        jvp=lambda backend, x_tangent, a, scale, x: scale * a * x ** (a - 1) * x_tangent,
+        nondifferentiable=("a",),
+        batched=True,
+    )
+    a, x = torch.full((3,), 2.5, dtype=F64, requires_grad=True), torch.rand(3, dtype=F64, requires_grad=True) + 0.5
+    (gx,) = torch.autograd.grad(fixed_power(a, 2.0, x).sum(), x)
+    torch.testing.assert_close(gx, 2.0 * 2.5 * x.detach() ** 1.5)
+    message = r"^fixed_power: backward needs the derivative in a, which the op declares nondifferentiable"
+    with pytest.raises(RuntimeError, match=message):
+        torch.autograd.grad(fixed_power(a, 2.0, x).sum(), a)
+    with pytest.raises(RuntimeError, match=r"^fixed_power: forward mode needs the derivative in a"):
+        torch.func.jvp(lambda a: fixed_power(a, 2.0, x.detach()), (a.detach(),), (torch.ones(3, dtype=F64),))
+    tangent = torch.func.jvp(lambda x: fixed_power(a.detach(), 2.0, x), (x.detach(),), (torch.ones(3, dtype=F64),))
+    torch.testing.assert_close(tangent[1], gx)
