@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch.autograd import forward_ad
 
-from ._kernel_ops import _outside_torch_func, _private, function_applier
+from ._kernel_ops import _outside_torch_func, _private, function_applier, torch_func_unknown
 
 if TYPE_CHECKING:
     from ._op_factory import DeclaredOp
@@ -122,6 +122,10 @@ class _Unkept:
 def _meta(t):
     """What it takes to make zeros in place of `t`: for an input or output with no tangent or gradient."""
     return (_Shape(t.shape), t.dtype, t.device) if isinstance(t, torch.Tensor) and t.dtype.is_floating_point else None
+
+
+def _complex_meta(t):
+    return (_Shape(t.shape), t.dtype, t.device) if isinstance(t, torch.Tensor) and t.dtype.is_complex else None
 
 
 def _filled(values, metas) -> list:
@@ -296,6 +300,11 @@ def make_functions(declared: DeclaredOp) -> type[torch.autograd.Function]:
             ctx.input_meta = []
             # Under torch.func, an input that an outer transform differentiates need not require grad here.
             keep_all = not _outside_torch_func()
+            # Under torch.func's vmap rule for a Function (a ctx that wraps the Function's own), marking the saved
+            # values non-differentiable does not reach the Function's outputs, and a None tangent for a float one
+            # then fails inside torch (jvp(vmap(f)); torch 2.9 to 2.15): their tangents are zeros there.
+            wrapped = hasattr(ctx, "_pt_inner_ctx")
+            ctx.saved_meta = [_meta(s) or _complex_meta(s) for s in outputs[d.n_outputs :]] if wrapped else None
             state = []
             for i, named, fixed in zip(
                 d.tensor_positions, d.kernels_take_input, d.nondifferentiable_flags, strict=True
@@ -332,8 +341,11 @@ def make_functions(declared: DeclaredOp) -> type[torch.autograd.Function]:
             _refuse_nondifferentiable(d, [t is not None for t in tangents], "forward mode")
             tangents = _filled(tangents, ctx.input_meta)
             shapes = [None if m is None else m[0] for m in ctx.output_meta]
-            outputs = _call(d, "jvp", tangents, _restored(ctx), shapes, "forward mode") + [None] * len(d.saved)
-            return tuple(outputs) if len(outputs) > 1 else outputs[0]
+            outputs = _call(d, "jvp", tangents, _restored(ctx), shapes, "forward mode")
+            if ctx.saved_meta is None:  # a saved value has no tangent
+                return tuple(outputs + [None] * len(d.saved)) if len(outputs) + len(d.saved) > 1 else outputs[0]
+            zeros = [None if m is None else torch.zeros(m[0], dtype=m[1], device=m[2]) for m in ctx.saved_meta]
+            return tuple(outputs + zeros)
 
     class Backward(torch.autograd.Function):
         """B(g) = J^T g, per tensor input: linear in g."""
@@ -484,21 +496,43 @@ def make_functions(declared: DeclaredOp) -> type[torch.autograd.Function]:
     return Op
 
 
-_functorch_interpreters = _private("torch._functorch.pyfunctorch", "retrieve_all_functorch_interpreters")
+# The transforms around a call, innermost last: where the first is missing or changed, the second.
+_INTERPRETER_STACKS = (
+    _private("torch._functorch.pyfunctorch", "retrieve_all_functorch_interpreters"),
+    _private("torch._C._functorch", "get_interpreter_stack"),
+)
+
+
+def _forward_levels() -> int | None:
+    """How many forward-mode (jvp) transforms of torch.func are active; None where this torch cannot tell."""
+    return next((n for n in map(_jvp_count, _INTERPRETER_STACKS) if n is not None), None)
+
+
+def _jvp_count(stack) -> int | None:
+    try:
+        return [interpreter.key().name for interpreter in stack() or ()].count("Jvp")
+    except Exception:  # missing (None) or changed
+        return None
 
 
 def _refuse_forward_over_forward_over_reverse(declared: DeclaredOp) -> None:
     """torch.func gives zeros, with no error, where two forward-mode transforms wrap a reverse-mode one
     around any autograd.Function whose derivatives apply Functions (jacfwd(jacfwd(grad(f))); torch 2.9 to
-    2.15). A reverse pass under two jvp levels is that case: refuse it. (torch.compile cannot trace the
-    interpreter stack; compiled forward mode is refused where it starts, see `kernel_op`.)"""
-    if torch.compiler.is_compiling() or _outside_torch_func() or _functorch_interpreters is None:
+    2.15). A reverse pass under two jvp levels is that case: refuse it, and refuse any reverse pass under
+    torch.func where this torch cannot tell. (torch.compile cannot trace the interpreter stack; compiled
+    forward mode is refused where it starts, see `kernel_op`.)"""
+    if torch.compiler.is_compiling() or _outside_torch_func():
         return
-    try:
-        levels = [interpreter.key().name for interpreter in _functorch_interpreters()]
-    except Exception:  # a private name changed: no check, as where it is missing
-        return
-    if levels.count("Jvp") >= 2:
+    levels = _forward_levels()
+    if levels is None:
+        raise torch_func_unknown(
+            f"{declared.name}: a reverse-mode derivative under torch.func (which gives wrong values inside two "
+            "forward-mode ones)",
+            "the transforms around it",
+            "torch._functorch.pyfunctorch.retrieve_all_functorch_interpreters, "
+            "torch._C._functorch.get_interpreter_stack",
+        )
+    if levels >= 2:
         raise RuntimeError(
             f"{declared.name}: torch.func gives wrong values for a reverse-mode derivative inside two "
             "forward-mode ones (such as jacfwd(jacfwd(grad(f))) or jacfwd(hessian(f))); take one of the "

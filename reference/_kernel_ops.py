@@ -184,7 +184,10 @@ def kernel_op(qualname: str, schema: str, kernel: Kernel, *, fake=None, vmap=Non
             )
         if torch.is_grad_enabled() and any(isinstance(a, torch.Tensor) and a.requires_grad for a in args):
             # Called directly, as an exported program calls it: the op's Function differentiates it.
-            if not _outside_torch_func():
+            active = torch_func_state()
+            if active is None:
+                raise torch_func_unknown(f"torch.ops.{namespace}.{name}, differentiated,")
+            if active:
                 raise RuntimeError(
                     f"torch.ops.{namespace}.{name} got tensors that a torch.func transform differentiates (grad, "
                     "jacrev, vjp, hessian) under torch.compile, which traces the op's autograd.Function without its "
@@ -347,9 +350,37 @@ def function_applier(function: type[torch.autograd.Function]) -> Callable[..., A
     return apply
 
 
+_functorch_level = _private("torch._C._functorch", "maybe_current_level")
+
+
+def torch_func_state() -> bool | None:
+    """Whether a torch.func transform is active: from torch's private check, or another where that one is
+    missing or raises; None where neither tells."""
+    # Each check's absence is tested before calling it: torch.compile traces a call that raises, not one of None.
+    if _functorch_transforms_active is not None:
+        try:
+            return bool(_functorch_transforms_active())
+        except Exception:
+            pass
+    if _functorch_level is not None:
+        try:
+            return _functorch_level() is not None
+        except Exception:
+            pass
+    return None
+
+
 def _outside_torch_func() -> bool:
-    """Whether no torch.func transform is active; False where torch's private check is missing or raises."""
-    try:
-        return not _functorch_transforms_active()
-    except Exception:
-        return False
+    """Whether no torch.func transform is active; False where torch's private checks cannot tell."""
+    return torch_func_state() is False
+
+
+def torch_func_unknown(what: str, need: str = "whether torch.func transforms are active",
+                       names: str = "torch._C._are_functorch_transforms_active, "
+                       "torch._C._functorch.maybe_current_level") -> RuntimeError:  # fmt: skip
+    """The error where an op must know something of torch.func's state, and this torch's private functions that
+    tell are missing or changed: a refusal, never a guess."""
+    return RuntimeError(
+        f"{what} must know {need}, and torch {torch.__version__} has none of the private functions that tell "
+        f"({names}), or they changed: it refuses rather than guess; use a torch release that the op's package supports"
+    )

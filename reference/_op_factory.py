@@ -71,6 +71,8 @@ from ._kernel_ops import (
     new_library,
     once_per_sample,
     public_op,
+    torch_func_state,
+    torch_func_unknown,
     undefine,
 )
 from ._kernels import (
@@ -519,8 +521,12 @@ def _autocast(args: tuple) -> tuple:
     That is autocast's policy for native ops that need the precision, such as the FFTs: autocast
     never casts float64 (torch.mm on float64 stays float64 under it), nor anything down.
     """
-    if _any_autocast_enabled is not None and not _any_autocast_enabled():  # the private check, where torch has it
-        return args
+    if _any_autocast_enabled is not None:  # the private check, where torch has it: fast, and skipped if it fails
+        try:
+            if not _any_autocast_enabled():
+                return args
+        except Exception:
+            pass
     device = next((a.device.type for a in args if isinstance(a, torch.Tensor)), None)
     if device not in ("cpu", "cuda") or not torch.is_autocast_enabled(device):
         return args
@@ -539,7 +545,10 @@ def _register_public(declared: DeclaredOp):
     """
 
     def through_the_dispatcher(*args):
-        if torch._C._are_functorch_transforms_active():
+        active = torch_func_state()
+        if active is None:
+            raise torch_func_unknown(f"torch.ops.{declared.namespace}.{declared.name}")
+        if active:
             raise RuntimeError(
                 f"torch.ops.{declared.namespace}.{declared.name} does not run under torch.func transforms (grad, "
                 f"jacrev, jvp, ...); call {declared.namespace}.{declared.name}, which supports them all"

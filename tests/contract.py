@@ -407,6 +407,21 @@ class OpContract:
             for a, b in zip(ours, theirs, strict=True):
                 torch.testing.assert_close(forward_ad.unpack_dual(a).tangent, forward_ad.unpack_dual(b).tangent)
 
+    def test_forward_mode_over_vmap_matches_native(self, device):
+        """jvp and jacfwd of the op vmapped over its batch: torch.func's rule for a Function's saved values."""
+        if not self.has_jvp:
+            pytest.skip("the op declares no jvp kernel (see test_forward_mode_matches_native_or_is_refused)")
+        fn, native, tensors = self.of_tensors(self.call, self.samples[0], device)
+        in_dims = self.batch_in_dims(self.samples[0])
+        ours, theirs = (torch.func.vmap(self.float_outputs(f), in_dims=in_dims) for f in (fn, native))
+        tangents = tuple(torch.randn_like(t) for t in tensors)
+        torch.testing.assert_close(
+            torch.func.jvp(ours, tuple(tensors), tangents), torch.func.jvp(theirs, tuple(tensors), tangents)
+        )
+        argnums = tuple(range(len(tensors)))
+        jacobians = [torch.func.jacfwd(f, argnums=argnums)(*tensors) for f in (ours, theirs)]
+        torch.testing.assert_close(*jacobians)
+
     def test_second_derivatives_match_native(self, device):
         """Hessians three ways, hvp, and dual tensors through torch.autograd.grad (forward over reverse)."""
         if not self.has_second_order:

@@ -2,6 +2,7 @@
 
 import functools
 import inspect
+import re
 
 import numpy as np
 import pytest
@@ -695,3 +696,100 @@ def test_an_input_declared_nondifferentiable_is_refused_only_where_its_derivativ
         torch.func.jvp(lambda a: fixed_power(a, 2.0, x.detach()), (a.detach(),), (torch.ones(3, dtype=F64),))
     tangent = torch.func.jvp(lambda x: fixed_power(a.detach(), 2.0, x), (x.detach(),), (torch.ones(3, dtype=F64),))
     torch.testing.assert_close(tangent[1], gx)
+
+
+# Every private torch name the op factory reads, where it reads it: a torch release may move or change any of
+# them. Each pair of names stands in for the other where one is broken: both broken is tested too.
+_PRIVATE_NAMES = {
+    "_functorch_transforms_active": ["_kernel_ops"],
+    "_functorch_level": ["_kernel_ops"],
+    "_any_autocast_enabled": ["_kernel_ops", "_op_factory"],
+    "_dispatch_mode_depth": ["_kernel_ops"],
+    "_function_mode_enabled": ["_kernel_ops"],
+    "_jit_tracing_state": ["_kernel_ops"],
+    "_profiler_enabled": ["_kernel_ops"],
+    "_compile_frame_hook": ["_kernel_ops"],
+    "_dispatch_keys": ["_kernel_ops"],
+    "_raw_keys": ["_kernel_ops"],
+    "_will_engine_execute_node": ["_derivatives"],
+    "_INTERPRETER_STACKS": ["_derivatives"],
+}
+_BROKEN_TOGETHER = {"torch.func checks": ["_functorch_transforms_active", "_functorch_level"]}
+
+
+def _break(monkeypatch, names, how):
+    import importlib
+
+    def changed(*args):
+        raise RuntimeError("changed")
+
+    for name in names:
+        for module in _PRIVATE_NAMES[name]:
+            module = importlib.import_module(f"reference.{module}")
+            broken = (None, None) if name == "_INTERPRETER_STACKS" and how == "missing" else None
+            if name == "_INTERPRETER_STACKS" and how == "raises":
+                broken = (changed, changed)
+            monkeypatch.setattr(module, name, changed if how == "raises" and broken is None else broken)
+
+
+def _native_or_refused(ours, theirs) -> str:
+    """Native's values, or the op's own clear error: never another value."""
+    try:
+        got = ours()
+    except RuntimeError as error:
+        refusal = error
+    else:
+        torch.testing.assert_close(got, theirs())
+        return "native"
+    assert re.match(r"(exp|torch\.ops\.op_factory_test\.exp\w*)[:,] ", str(refusal)), refusal
+    return "refused"
+
+
+@pytest.mark.parametrize("how", ["missing", "raises"])
+@pytest.mark.parametrize("names", [*([n] for n in _PRIVATE_NAMES), *_BROKEN_TOGETHER.values()],
+                         ids=[*_PRIVATE_NAMES, *_BROKEN_TOGETHER])  # fmt: skip
+def test_a_missing_or_changed_private_torch_name_gives_native_values_or_a_clear_error(monkeypatch, names, how):
+    """Eager, compiled, exported and under nested torch.func transforms: the slow, safe path, or a refusal."""
+    from reference import _kernel_ops
+
+    _break(monkeypatch, names, how)
+    _kernel_ops._plain_dispatch_keys.cache_clear()
+    x = randn(3)
+
+    def value_and_grad(f):
+        return lambda: (f(x), torch.autograd.grad(f(x).pow(2).sum(), x)[0])
+
+    class Module(torch.nn.Module):
+        def forward(self, x):
+            return EXP(x)
+
+    def exported():
+        return torch.export.export(Module(), (x.detach(),)).module()
+
+    def loss(f):
+        return lambda x: f(x).pow(2).sum()
+
+    eager = _native_or_refused(value_and_grad(EXP), value_and_grad(torch.exp))
+    assert eager == "native" or names == _BROKEN_TOGETHER["torch.func checks"]
+    _native_or_refused(value_and_grad(torch.compile(EXP, fullgraph=True)), value_and_grad(torch.exp))
+    _native_or_refused(lambda: value_and_grad(exported())(), value_and_grad(torch.exp))
+    for transform in (torch.func.hessian, lambda f: torch.func.vmap(torch.func.grad(f))):
+        _native_or_refused(lambda t=transform: t(loss(EXP))(x.detach()), lambda t=transform: t(loss(torch.exp))(x))
+    triple = lambda f: torch.func.jacfwd(torch.func.jacfwd(torch.func.grad(loss(f))))(x.detach())  # noqa: E731
+    assert _native_or_refused(lambda: triple(EXP), lambda: triple(torch.exp)) == "refused"  # torch.func's zeros
+    _kernel_ops._plain_dispatch_keys.cache_clear()
+
+
+def test_forward_mode_over_vmap_of_an_op_that_saves_values_matches_native():
+    """torch.func's vmap rule for a Function fails on a saved value's None tangent: it gets zeros instead."""
+    from reference import bad_fft
+
+    x = torch.randn(3, 4, 5, dtype=F64)
+    tangent = torch.randn_like(x)
+
+    def native(x):
+        return torch.fft.rfft2(x).abs()
+
+    for transform in (lambda f: torch.func.jvp(torch.func.vmap(f), (x,), (tangent,)),
+                      lambda f: torch.func.jacfwd(torch.func.vmap(f))(x[:, :2, :3])):  # fmt: skip
+        torch.testing.assert_close(transform(bad_fft), transform(native))
