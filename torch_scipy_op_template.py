@@ -206,11 +206,16 @@ def check_answers(answers: dict) -> None:
             raise InvalidAnswerError(field, answers[field], rule)
 
 
+# What cookiecutter takes for a repository address rather than a local folder: an abbreviation (gh:, gl:, bb:),
+# a URL (file:// included), an SSH address, a zip file.
+_ADDRESS = re.compile(r"^((gh|gl|bb):|[\w+.-]+://|[\w.-]+@[\w.-]+:)|\.zip$")
+
+
 def template_address(template: str) -> str:
     """The template as the user rendered it, for a shell command that renders it again: an address
-    (gh:..., a URL) as given, a local folder as an absolute path."""
-    path = Path(template).expanduser()
-    return shlex.quote(str(path.resolve()) if path.is_dir() else template)
+    (gh:..., a URL) as given; a local folder, however given (`.`, a relative path), as this template's
+    own folder, absolute (cookiecutter renders from inside it, where a relative path means another)."""
+    return shlex.quote(template if _ADDRESS.search(template) else str(REPO))
 
 
 def _check_answers_filter(answers: dict) -> str:

@@ -233,6 +233,11 @@ def _host_array(t: torch.Tensor, writable: bool = False) -> np.ndarray:
     if typestr is None:
         raise TypeError(f"NumPy has no dtype for {t.dtype}")
     if not t.data_ptr():  # no memory to share: an empty tensor, or a zero tensor (NumPy 1 refuses a null pointer)
+        if t.numel() and not t._is_zerotensor():  # its storage was freed (resize_(0), as FSDP frees parameters)
+            raise RuntimeError(
+                f"a tensor of shape {tuple(t.shape)} and dtype {t.dtype} has no memory: its storage holds "
+                f"{t.untyped_storage().nbytes()} bytes (freed, as FSDP frees a sharded parameter outside its forward)"
+            )
         return np.zeros(t.shape, dtype=typestr)
     if t.is_conj() or t.is_neg():
         t = t.resolve_conj().resolve_neg()

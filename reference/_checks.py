@@ -155,15 +155,24 @@ def check_tensors(op: str, tensors: list[tuple[str, torch.Tensor]], data: set[st
 
 
 def _broadcast(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...] | None:
-    """The broadcast shape of `a` and `b`, or None where they do not broadcast."""
-    if a == b:
+    """The broadcast shape of `a` and `b`, or None where they do not broadcast.
+
+    A size of 1 that is a plain int broadcasts without a comparison: torch.export and torch.compile
+    turn each comparison of a symbolic size (a dynamic batch) into a guard that would pin it.
+    """
+    if len(a) == len(b) and a == b:
         return a
     shape = []
     for i in range(1, max(len(a), len(b)) + 1):
         m, n = a[-i] if i <= len(a) else 1, b[-i] if i <= len(b) else 1
-        if m != n and m != 1 and n != 1:
+        if type(n) is int and n == 1:
+            shape.append(m)
+        elif type(m) is int and m == 1:
+            shape.append(n)
+        elif m != n:
             return None
-        shape.append(n if m == 1 else m)
+        else:
+            shape.append(m)
     return tuple(reversed(shape))
 
 

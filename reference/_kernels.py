@@ -28,6 +28,9 @@ if TYPE_CHECKING:
 
 _PLAIN_PARAMETER = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
 
+# Each output's and saved value's (shape, dtype); a size the fake cannot know (data-dependent) is None.
+Expected = tuple[tuple[tuple[int | None, ...], torch.dtype], ...]
+
 
 def kernel_parameters(op: str, role: str, kernel: Kernel, known: Sequence[str], rule: str) -> list[str]:
     """The names `kernel` takes after `backend`, each one of `known`; else a TypeError that names the rule."""
@@ -224,9 +227,9 @@ class ForwardCheck:
         self.n_outputs = len(declared.outputs)
         self.fake = fake
         self.op: Any = None  # the forward kernel op, once it is registered
-        self.kept: dict[tuple, tuple[tuple[torch.Size, torch.dtype], ...]] = {}
+        self.kept: dict[tuple, Expected] = {}
 
-    def expected(self, args: Sequence[Any]) -> tuple[tuple[torch.Size, torch.dtype], ...]:
+    def expected(self, args: Sequence[Any]) -> Expected:
         """Each output's and saved value's (shape, dtype), as the fake gives them for `args`."""
         if strict():
             return self._ask_fake(args)
@@ -239,8 +242,7 @@ class ForwardCheck:
             expected = self.kept[key] = self._ask_fake(args)
         return expected
 
-    def _ask_fake(self, args: Sequence[Any]) -> tuple[tuple[tuple[int | None, ...], torch.dtype], ...]:
-        """(shape, dtype) of each output and saved value; a size the fake cannot know (data-dependent) is None."""
+    def _ask_fake(self, args: Sequence[Any]) -> Expected:
         try:
             results = self.fake(*[_on_meta(a) for a in args])
         except Exception:  # a fake that needs fake tensors, as one of data-dependent size does (get_ctx())

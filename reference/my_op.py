@@ -128,7 +128,12 @@ class MyOp(nn.Module):
             rule = "dtype must be float16, bfloat16, float32 or float64"
             raise TypeError(f"MyOp: {rule}, got {dtype}")
         self.frequency = float_argument("MyOp", "frequency", frequency)
-        self.weight = nn.Parameter(torch.ones(features, device=device, dtype=dtype))
+        self.weight = nn.Parameter(torch.empty(features, device=device, dtype=dtype))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """The weight's first values, as after construction: a module made on the meta device gets them here."""
+        nn.init.ones_(self.weight)
 
     def forward(self, x: Tensor) -> Tensor:
         return my_op(x, self.weight, self.frequency)

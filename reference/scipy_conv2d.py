@@ -68,7 +68,8 @@ def scipy_conv2d_kernel(backend: ArrayBackend, x, w, transposed=False):
         return _correlate_directly(xp, x, w, out_h, out_w, transposed)
     wide = x.astype(xp.float64, copy=False)
     limit = kh * kw * np.finfo(x.dtype).eps / (_FFT_ERROR_FACTOR * np.finfo(xp.float64).eps)
-    inexact = _fft_is_inexact(xp, wide, limit**2)
+    # An Inf or NaN in w would reach every output through the FFT: its images are summed directly, as native's.
+    inexact = _fft_is_inexact(xp, wide, limit**2) | ~xp.isfinite(w).all(axis=(-2, -1))
     if xp is np and inexact.all():  # reading it costs nothing on the host
         return _correlate_directly(xp, x, w, out_h, out_w, transposed)
     out = _correlate_by_fft(backend, wide, w, out_h, out_w, transposed).astype(x.dtype)
@@ -79,6 +80,8 @@ def scipy_conv2d_kernel(backend: ArrayBackend, x, w, transposed=False):
 
 def _correlate_directly(xp, x, w, out_h, out_w, transposed):
     """Whichever direct sum has fewer terms."""
+    if transposed and not xp.isfinite(w).all():  # no zero padding, whose products with an Inf tap are NaN
+        return _convolve_fully_by_taps(xp, x, w)
     if transposed:  # the full convolution is the valid correlation of x, zero-padded, with w flipped
         kh, kw = w.shape[-2:]
         padded = xp.zeros((*x.shape[:-2], x.shape[-2] + 2 * (kh - 1), x.shape[-1] + 2 * (kw - 1)), dtype=x.dtype)
@@ -108,6 +111,17 @@ def _correlate_by_taps(xp, x, w, out_h, out_w):
                 start = i * width + j
                 run += w[..., i, j, None] * rows[..., start : start + length]
     return full.reshape(*full.shape[:-1], out_h, width)[..., :out_w]
+
+
+def _convolve_fully_by_taps(xp, x, w):
+    """The full convolution of x with w, each tap's product added where it lands: only products of x's own
+    values, as native's transposed convolution sums them."""
+    (h, width), (kh, kw) = x.shape[-2:], w.shape[-2:]
+    out = xp.zeros((*_batch(xp, x, w), h + kh - 1, width + kw - 1), dtype=x.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            out[..., i : i + h, j : j + width] += w[..., i, j, None, None] * x
+    return out
 
 
 def _correlate_by_outputs(xp, x, w, out_h, out_w):

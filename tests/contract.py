@@ -62,6 +62,11 @@ BadInput = tuple[dict[str, Any], type[Exception], str]
 _NOT_A = {"float": 1j, "int": 1.5, "SymInt": 1.5, "List[int]": "a", "bool": "yes", "str": 1}
 
 
+def _batch_dim(kind: str):
+    """A dynamic batch dim for torch.export: one it infers (Dim.AUTO), or one declared from 1 to 64."""
+    return torch.export.Dim.AUTO if kind == "auto" else torch.export.Dim("batch", min=1, max=64)
+
+
 class OpContract:
     op: Callable[..., Any]
     native: Callable[..., Any]
@@ -204,6 +209,14 @@ class OpContract:
         parameter."""
         names = list(self._shapes(sample, differentiable=True))
         return next((n for n in names if n not in self.declared.parameters), names[0])
+
+    def with_batch(self, sample, size: int) -> dict[str, Any]:
+        """`sample` with a new leading dim of `size` on its batch argument, of values drawn as its own are."""
+        batch = self.batch_argument(sample)
+        value = sample[batch]
+        if isinstance(value, tuple):
+            return {**sample, batch: (size, *value)}
+        return {**sample, batch: lambda dtype, device: torch.stack([value(dtype, device) for _ in range(size)])}
 
     def batch_in_dims(self, sample) -> tuple[int | None, ...]:
         """vmap's in_dims for a function of the sample's tensors (as `of_tensors` gives): its batch dim."""
@@ -610,6 +623,37 @@ class OpContract:
             lambda x: self.float_outputs(fn)(x, *rest), lambda x: self.float_outputs(native)(x, *rest), first, refusal
         )
 
+    @pytest.mark.parametrize("dim", ["auto", "range"])
+    def test_export_with_a_dynamic_batch_runs_at_every_batch(self, dim):
+        """A new leading dim on the batch argument, exported dynamic (Dim.AUTO, or a Dim from 1 to 64): no check
+        may pin it. The program runs at batch 1, 2, 64 and at the size of every dim of the other tensors."""
+        sample = dict(self.samples[0])
+        batch = self.batch_argument(sample)
+        shapes = self._shapes(sample)
+
+        def inputs(size):
+            return self.args(self.with_batch(sample, size), requires_grad=False)
+
+        args = inputs(2)
+        positions = self.tensor_positions(args)
+        op = self.call
+
+        class Wrapped(torch.nn.Module):
+            def forward(self, *tensors):
+                full = list(args)
+                for i, t in zip(positions, tensors, strict=True):
+                    full[i] = t
+                return op(*full)
+
+        names = [self.declared.arguments[i].name for i in positions]
+        dynamic = tuple({0: _batch_dim(dim)} if name == batch else None for name in names)
+        program = torch.export.export(Wrapped(), tuple(args[i] for i in positions), dynamic_shapes=(dynamic,)).module()
+        sizes = {1, 2, 64} | {n for name, shape in shapes.items() if name != batch for n in shape if n >= 1}
+        for size in sorted(sizes):
+            full = inputs(size)
+            ours = outputs(program(*(full[i] for i in positions)))
+            torch.testing.assert_close(ours, outputs(self.call_native(*full)))
+
     def test_export_saves_loads_and_backpropagates_as_native(self, device):
         args = self.args(self.samples[0], device=device)
         fn, tensors = self.over_tensors(self.call, args)
@@ -704,10 +748,36 @@ class OpContract:
         ours = torch.autograd.grad(exported(x).pow(2).sum(), (x, *exported.parameters()))
         torch.testing.assert_close(ours, torch.autograd.grad(model(x).pow(2).sum(), (x, *model.parameters())))
 
+    @pytest.mark.parametrize("dim", ["auto", "range"])
+    def test_module_exports_with_a_dynamic_batch_and_runs_at_every_batch(self, dim):
+        """At batch 1, 2, 64 and at the size of every dim of every parameter: no check may pin the batch."""
+        module, shape, _ = self._module()
+        model = torch.nn.Sequential(torch.nn.Linear(shape[-1], shape[-1]), module)
+        x = torch.randn(2, *shape)
+        program = torch.export.export(model, (x,), dynamic_shapes=({0: _batch_dim(dim)},)).module()
+        sizes = {1, 2, 64} | {n for p in model.parameters() for n in p.shape}
+        for size in sorted(sizes):
+            x = torch.randn(size, *shape)
+            torch.testing.assert_close(program(x), model(x))
+
     def test_module_traces_scripts_and_defers_to_tensor_likes(self):
         module, shape, _ = self._module()
         model = torch.nn.Sequential(torch.nn.Linear(shape[-1], shape[-1]), module)
         assert_seen_as_a_torch_function(model, type(self).op, torch.randn(shape), torchscript=self.torchscript)
+
+    def test_module_made_on_the_meta_device_initialises_as_one_made_normally(self):
+        """Deferred initialisation, as FSDP and large models use it: to_empty, then reset_parameters, under one seed."""
+        with torch.device("meta"):
+            deferred = self._module()[0]
+        deferred.to_empty(device="cpu")
+        torch.manual_seed(0)
+        for module in deferred.modules():
+            if module.__dict__.get("_parameters") and hasattr(module, "reset_parameters"):
+                module.reset_parameters()
+        torch.manual_seed(0)
+        normal = self._module()[0]
+        assert [n for n, _ in deferred.named_parameters()] == [n for n, _ in normal.named_parameters()]
+        torch.testing.assert_close(dict(deferred.state_dict()), dict(normal.state_dict()), rtol=0, atol=0)
 
     def test_module_on_the_meta_device(self):
         module, shape, native = self._module()

@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 import torch
 
+from reference import _boundary, _derivatives, _kernel_ops, _op_factory
+from reference._checks import strict_checks
 from reference._op_factory import declare_op
 
 F64 = torch.float64
@@ -433,9 +435,6 @@ def test_kernels_cannot_change_the_callers_tensors():
 
 def test_strict_checks_catch_a_kernel_that_changes_an_input_where_arrays_are_writable(monkeypatch):
     """CuPy's arrays have no read-only flag: there, only the strict checks see a kernel that writes to its input."""
-    from reference import _boundary
-    from reference._checks import strict_checks
-
     host_array = _boundary._host_array
     monkeypatch.setattr(_boundary, "_host_array", lambda t, writable=False: host_array(t, writable=True))
     op = declare_op("op_factory_test::in_place_writable", "(Tensor x) -> Tensor", forward=_subtract_one_in_place)
@@ -701,31 +700,28 @@ def test_an_input_declared_nondifferentiable_is_refused_only_where_its_derivativ
 # Every private torch name the op factory reads, where it reads it: a torch release may move or change any of
 # them. Each pair of names stands in for the other where one is broken: both broken is tested too.
 _PRIVATE_NAMES = {
-    "_functorch_transforms_active": ["_kernel_ops"],
-    "_functorch_level": ["_kernel_ops"],
-    "_any_autocast_enabled": ["_kernel_ops", "_op_factory"],
-    "_dispatch_mode_depth": ["_kernel_ops"],
-    "_function_mode_enabled": ["_kernel_ops"],
-    "_jit_tracing_state": ["_kernel_ops"],
-    "_profiler_enabled": ["_kernel_ops"],
-    "_compile_frame_hook": ["_kernel_ops"],
-    "_dispatch_keys": ["_kernel_ops"],
-    "_raw_keys": ["_kernel_ops"],
-    "_will_engine_execute_node": ["_derivatives"],
-    "_INTERPRETER_STACKS": ["_derivatives"],
+    "_functorch_transforms_active": [_kernel_ops],
+    "_functorch_level": [_kernel_ops],
+    "_any_autocast_enabled": [_kernel_ops, _op_factory],
+    "_dispatch_mode_depth": [_kernel_ops],
+    "_function_mode_enabled": [_kernel_ops],
+    "_jit_tracing_state": [_kernel_ops],
+    "_profiler_enabled": [_kernel_ops],
+    "_compile_frame_hook": [_kernel_ops],
+    "_dispatch_keys": [_kernel_ops],
+    "_raw_keys": [_kernel_ops],
+    "_will_engine_execute_node": [_derivatives],
+    "_INTERPRETER_STACKS": [_derivatives],
 }
 _BROKEN_TOGETHER = {"torch.func checks": ["_functorch_transforms_active", "_functorch_level"]}
 
 
 def _break(monkeypatch, names, how):
-    import importlib
-
     def changed(*args):
         raise RuntimeError("changed")
 
     for name in names:
         for module in _PRIVATE_NAMES[name]:
-            module = importlib.import_module(f"reference.{module}")
             broken = (None, None) if name == "_INTERPRETER_STACKS" and how == "missing" else None
             if name == "_INTERPRETER_STACKS" and how == "raises":
                 broken = (changed, changed)
@@ -750,8 +746,6 @@ def _native_or_refused(ours, theirs) -> str:
                          ids=[*_PRIVATE_NAMES, *_BROKEN_TOGETHER])  # fmt: skip
 def test_a_missing_or_changed_private_torch_name_gives_native_values_or_a_clear_error(monkeypatch, names, how):
     """Eager, compiled, exported and under nested torch.func transforms: the slow, safe path, or a refusal."""
-    from reference import _kernel_ops
-
     _break(monkeypatch, names, how)
     _kernel_ops._plain_dispatch_keys.cache_clear()
     x = randn(3)
@@ -782,14 +776,27 @@ def test_a_missing_or_changed_private_torch_name_gives_native_values_or_a_clear_
 
 def test_forward_mode_over_vmap_of_an_op_that_saves_values_matches_native():
     """torch.func's vmap rule for a Function fails on a saved value's None tangent: it gets zeros instead."""
-    from reference import bad_fft
-
+    sine = declare_op(
+        "op_factory_test::sine",
+        "(Tensor x) -> Tensor",
+        forward=lambda backend, x: (backend.xp.sin(x), backend.xp.cos(x)),
+        backward=lambda backend, grad, cosine: grad * cosine,
+        jvp=lambda backend, x_tangent, cosine: x_tangent * cosine,
+        saved=("cosine",),
+        batched=True,
+    )
     x = torch.randn(3, 4, 5, dtype=F64)
     tangent = torch.randn_like(x)
-
-    def native(x):
-        return torch.fft.rfft2(x).abs()
-
     for transform in (lambda f: torch.func.jvp(torch.func.vmap(f), (x,), (tangent,)),
                       lambda f: torch.func.jacfwd(torch.func.vmap(f))(x[:, :2, :3])):  # fmt: skip
-        torch.testing.assert_close(transform(bad_fft), transform(native))
+        torch.testing.assert_close(transform(sine), transform(torch.sin))
+
+
+def test_a_tensor_whose_storage_was_freed_is_refused_not_read_as_zeros():
+    """As native refuses it (torch.fft.rfft2: "out of bounds for storage of size 0"); FSDP frees storages so."""
+    x = torch.randn(3, 4, dtype=F64)
+    x.untyped_storage().resize_(0)
+    with pytest.raises(RuntimeError, match=r"a tensor of shape \(3, 4\) and dtype torch.float64 has no memory"):
+        EVERY_TYPE(x)
+    empty = torch.empty(0, 4, dtype=F64)
+    assert EVERY_TYPE(empty).shape == (0, 4)

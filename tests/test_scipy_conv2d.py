@@ -429,3 +429,21 @@ def test_an_outlier_stays_in_the_windows_that_hold_it(dtype, outlier, device):
     input, weight = input.detach(), weight.detach()
     full = transposed(input, weight)
     assert_close(full[..., 10:, 10:], baseline(native_transposed)(input, weight)[..., 10:, 10:])
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("nan")])
+@pytest.mark.parametrize(("shape", "kernel", "tap"), [((20, 20), (8, 8), (3, 4)), ((6, 8), (3, 3), (1, 1))],
+                         ids=["fft route", "direct route"])  # fmt: skip
+def test_an_inf_or_nan_in_the_weight_gives_natives_pattern_in_the_output_and_every_gradient(shape, kernel, tap, value):
+    """The FFT would spread it over every output; a zero-padded direct sum would multiply it by padding."""
+    x = torch.randn(2, *shape, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(kernel, dtype=torch.float64)
+    weight[tap] = value
+    weight.requires_grad_()
+    bias = torch.randn(1, dtype=torch.float64, requires_grad=True)
+    ours, theirs = scipy_conv2d(x, weight, bias), native(x, weight, bias)
+    grad = torch.randn_like(theirs)
+    for a, b in zip((ours, *torch.autograd.grad(ours, (x, weight, bias), grad)),
+                    (theirs, *torch.autograd.grad(theirs, (x, weight, bias), grad)), strict=True):  # fmt: skip
+        assert (a.isnan().sum(), a.isinf().sum()) == (b.isnan().sum(), b.isinf().sum())
+        torch.testing.assert_close(a, b, equal_nan=True)

@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -577,11 +578,11 @@ def commit_all(repo: Path, message: str) -> None:
     git("commit", "-q", "-m", message, cwd=repo)
 
 
-@pytest.mark.slow
-def test_cruft_update_brings_a_template_change_into_projects(tmp_path):
-    """README's update path: a project from `cruft create`, and one from cookiecutter linked through its
-    .cookiecutter.yaml, both take a later template commit with `cruft update`."""
-    template = tmp_path / "template"
+CRUFT = str(Path(sys.executable).with_name("cruft"))  # the console script beside this Python
+
+
+def clone_of_this_template(template: Path) -> Path:
+    """A git repository of this template's files (those git tracks, and new ones it does not ignore)."""
     listed = run("git", "ls-files", "--cached", "--others", "--exclude-standard", cwd=REPO).stdout.splitlines()
     for name in listed:
         if (REPO / name).is_file():
@@ -589,7 +590,43 @@ def test_cruft_update_brings_a_template_change_into_projects(tmp_path):
             (template / name).write_bytes((REPO / name).read_bytes())
     git("init", "-q", cwd=template)
     commit_all(template, "template")
-    cruft = [str(Path(sys.executable).with_name("cruft"))]  # the console script beside this Python
+    return template
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("address", ["local", "remote"])
+def test_the_printed_add_an_op_and_cruft_link_commands_run_as_printed(address, tmp_path):
+    """The Quick start from a clone (`cookiecutter .`), or an address as `cookiecutter gh:...` takes one (a
+    file:// repository here, as tests have no network); then the generated README's add-an-op command and
+    .cookiecutter.yaml's cruft link, run exactly as printed, from the project."""
+    template = clone_of_this_template(tmp_path / ("torch-scipy-op.git" if address == "remote" else "torch-scipy-op"))
+    out = tmp_path / "out"
+    generate = quick_start()[0].split(" && ")[-1].split()
+    if address == "remote":  # a URL that cookiecutter and cruft both clone with git
+        generate[1] = f"file://{template}"
+    run(sys.executable, "-m", *generate, "-o", str(out), cwd=template)
+    project = out / "my-scipy-op"
+    readme = (project / "README.md").read_text(encoding="utf-8")
+    expected = str(template) if address == "local" else f"file://{template}"
+    assert add_op_command(readme)[1] == expected
+    block = re.search(r"## Several ops\n.*?```bash\n(.*?)```", readme, re.DOTALL).group(1)
+    (add,) = [line for line in block.splitlines() if line.startswith("cookiecutter ")]
+    run(sys.executable, "-m", *shlex.split(add), cwd=project)
+    assert (project / "src/my_ops/my_second_op.py").is_file()
+    (link,) = re.findall(r"^#   (cruft link .*)$", (project / ".cookiecutter.yaml").read_text(encoding="utf-8"), re.M)
+    git("init", "-q", cwd=project)
+    commit_all(project, "generated")
+    run(CRUFT, *shlex.split(link)[1:], cwd=project)
+    linked = json.loads((project / ".cruft.json").read_text(encoding="utf-8"))["template"]
+    assert linked in (expected, str(template))  # cruft keeps a file:// URL as its path
+
+
+@pytest.mark.slow
+def test_cruft_update_brings_a_template_change_into_projects(tmp_path):
+    """README's update path: a project from `cruft create`, and one from cookiecutter linked through its
+    .cookiecutter.yaml, both take a later template commit with `cruft update`."""
+    template = clone_of_this_template(tmp_path / "template")
+    cruft = [CRUFT]
     out = tmp_path / "out"
     run(
         *cruft,

@@ -72,9 +72,13 @@ class FirFilter(nn.Module):
 
     def __init__(self, size: int, *, device=None, dtype=None):
         super().__init__()
-        self.taps = nn.Parameter(torch.zeros(size, device=device, dtype=dtype))
+        self.taps = nn.Parameter(torch.empty(size, device=device, dtype=dtype))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        nn.init.zeros_(self.taps)
         with torch.no_grad():
-            self.taps[size // 2] = 1
+            self.taps[len(self.taps) // 2] = 1
 
     def forward(self, x: Tensor) -> Tensor:
         return fir_filter(x, self.taps)

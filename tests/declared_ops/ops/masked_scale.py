@@ -45,7 +45,11 @@ class MaskedScale(nn.Module):
 
     def __init__(self, features: int, *, device=None, dtype=None):
         super().__init__()
-        self.scale = nn.Parameter(torch.ones(features, device=device, dtype=dtype))
+        self.scale = nn.Parameter(torch.empty(features, device=device, dtype=dtype))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        nn.init.ones_(self.scale)
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         return masked_scale(x, self.scale, mask)

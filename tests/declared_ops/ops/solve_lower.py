@@ -92,12 +92,20 @@ def solve_lower(matrix: Tensor, b: Tensor, unit_diagonal: bool = False) -> Tenso
 
 
 class SolveLower(nn.Module):
-    """`solve_lower` with a learnable (n, n) `weight`, the identity at first: b -> tril(weight)^-1 b."""
+    """`solve_lower` with a learnable (n, n) `weight`, near the identity at first: b -> tril(weight)^-1 b."""
 
     def __init__(self, n: int, unit_diagonal: bool = False, *, device=None, dtype=None):
         super().__init__()
         self.unit_diagonal = unit_diagonal
-        self.weight = nn.Parameter(torch.eye(n, device=device, dtype=dtype))
+        self.weight = nn.Parameter(torch.empty(n, n, device=device, dtype=dtype))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """The identity, and noise of 1/n: a solve as well conditioned as the identity's, with gradients of note."""
+        n = len(self.weight)
+        with torch.no_grad():
+            self.weight.copy_(torch.eye(n, dtype=self.weight.dtype, device=self.weight.device))
+            self.weight.add_(torch.randn_like(self.weight) / n)
 
     def forward(self, b: Tensor) -> Tensor:
         return solve_lower(self.weight, b, self.unit_diagonal)
