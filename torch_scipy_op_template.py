@@ -213,9 +213,11 @@ _ADDRESS = re.compile(r"^((gh|gl|bb):|[\w+.-]+://|[\w.-]+@[\w.-]+:)|\.zip$")
 
 def template_address(template: str) -> str:
     """The template as the user rendered it, for a shell command that renders it again: an address
-    (gh:..., a URL) as given; a local folder, however given (`.`, a relative path), as this template's
-    own folder, absolute (cookiecutter renders from inside it, where a relative path means another)."""
-    return shlex.quote(template if _ADDRESS.search(template) else str(REPO))
+    (gh:..., a URL) or an absolute folder as given; a relative one (`.`) as this template's own folder,
+    absolute (cookiecutter renders from inside it, where a relative path means another). An absolute
+    folder is kept as given: cruft renders from a temporary clone of it."""
+    absolute = _ADDRESS.search(template) or Path(template).expanduser().is_absolute()
+    return shlex.quote(template if absolute else str(REPO))
 
 
 def _check_answers_filter(answers: dict) -> str:

@@ -93,6 +93,8 @@ def _edges(inputs) -> list[int | None]:
 def _refuse_nondifferentiable(d: DeclaredOp, moving, needed_for: str) -> None:
     """Raises where a derivative in an input the op declares nondifferentiable is asked for (`moving`: per
     tensor input, whether it is wanted, or moves by a tangent or direction), as native raises for igamma's."""
+    if not d.nondifferentiable:
+        return
     for name, moves, nondifferentiable in zip(d.tensors, moving, d.nondifferentiable_flags, strict=True):
         if moves and nondifferentiable:
             raise RuntimeError(
@@ -256,6 +258,9 @@ def _keep(ctx, d: DeclaredOp, role: str, inputs) -> None:
     ctx.leading_meta = [_meta(t) for t in inputs[:n_leading]]
     ctx.edges = _edges(inputs)
     ctx.set_materialize_grads(False)  # None for what has no tangent or cotangent: not zeros to compute with
+    # What zeros take in place of an output's gradient (Jvp's outputs are the op's outputs' tangents).
+    like = next((t for t in inputs if isinstance(t, torch.Tensor) and t.dtype.is_floating_point), None)
+    ctx.target_meta = [None if t is None or like is None else (t, like.dtype, like.device) for t in ctx.targets]
     _save(ctx, inputs[: n_leading + d.n_state])
 
 
@@ -407,7 +412,7 @@ def make_functions(declared: DeclaredOp) -> type[torch.autograd.Function]:
             d = _DECLARED[key]
             saved = _restored(ctx)
             tangents, state = saved[: d.n_tensors], saved[d.n_tensors :]
-            grads = _spread(cotangents, ctx.targets)
+            grads = _filled(_spread(cotangents, ctx.targets), ctx.target_meta)  # kernels take every output's
             result = [None] * (d.n_tensors + d.n_state + d.n_outputs)
             wanted = [_needed(ctx, i) for i in range(d.n_tensors)]  # J's adjoint in t is B
             result[: d.n_tensors] = _backward(d, grads, state, wanted, "reverse over forward")

@@ -80,7 +80,9 @@ def scipy_conv2d_kernel(backend: ArrayBackend, x, w, transposed=False):
 
 def _correlate_directly(xp, x, w, out_h, out_w, transposed):
     """Whichever direct sum has fewer terms."""
-    if transposed and not xp.isfinite(w).all():  # no zero padding, whose products with an Inf tap are NaN
+    # No zero padding, whose products with an Inf tap are NaN: where w has one, and on CuPy, where reading
+    # that back would stop the GPU (the same operations, without the padded copy).
+    if transposed and (xp is not np or not xp.isfinite(w).all()):
         return _convolve_fully_by_taps(xp, x, w)
     if transposed:  # the full convolution is the valid correlation of x, zero-padded, with w flipped
         kh, kw = w.shape[-2:]

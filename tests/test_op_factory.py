@@ -763,12 +763,18 @@ def test_a_missing_or_changed_private_torch_name_gives_native_values_or_a_clear_
     def loss(f):
         return lambda x: f(x).pow(2).sum()
 
+    # Where a second check stands in, every path gives native's values; where none can, a refusal may come.
+    unknown = names in (_BROKEN_TOGETHER["torch.func checks"], ["_INTERPRETER_STACKS"])
+    allowed = {"native", "refused"} if unknown else {"native"}
     eager = _native_or_refused(value_and_grad(EXP), value_and_grad(torch.exp))
     assert eager == "native" or names == _BROKEN_TOGETHER["torch.func checks"]
-    _native_or_refused(value_and_grad(torch.compile(EXP, fullgraph=True)), value_and_grad(torch.exp))
-    _native_or_refused(lambda: value_and_grad(exported())(), value_and_grad(torch.exp))
+    assert _native_or_refused(value_and_grad(torch.compile(EXP, fullgraph=True)), value_and_grad(torch.exp)) in allowed
+    assert _native_or_refused(lambda: value_and_grad(exported())(), value_and_grad(torch.exp)) in allowed
     for transform in (torch.func.hessian, lambda f: torch.func.vmap(torch.func.grad(f))):
-        _native_or_refused(lambda t=transform: t(loss(EXP))(x.detach()), lambda t=transform: t(loss(torch.exp))(x))
+        result = _native_or_refused(
+            lambda t=transform: t(loss(EXP))(x.detach()), lambda t=transform: t(loss(torch.exp))(x)
+        )
+        assert result in allowed
     triple = lambda f: torch.func.jacfwd(torch.func.jacfwd(torch.func.grad(loss(f))))(x.detach())  # noqa: E731
     assert _native_or_refused(lambda: triple(EXP), lambda: triple(torch.exp)) == "refused"  # torch.func's zeros
     _kernel_ops._plain_dispatch_keys.cache_clear()
@@ -800,3 +806,36 @@ def test_a_tensor_whose_storage_was_freed_is_refused_not_read_as_zeros():
         EVERY_TYPE(x)
     empty = torch.empty(0, 4, dtype=F64)
     assert EVERY_TYPE(empty).shape == (0, 4)
+
+
+def test_reverse_over_forward_of_an_op_with_two_outputs_where_one_tangent_is_used():
+    """The other output's cotangent is None, which its kernels get as zeros of its shape."""
+    sincos = declare_op(
+        "op_factory_test::sincos",
+        "(Tensor x) -> (Tensor s, Tensor c)",
+        forward=lambda backend, x: (backend.xp.sin(x), backend.xp.cos(x)),
+        backward=lambda backend, grad_s, grad_c, x: grad_s * backend.xp.cos(x) - grad_c * backend.xp.sin(x),
+        jvp=lambda backend, x_tangent, x: (backend.xp.cos(x) * x_tangent, -backend.xp.sin(x) * x_tangent),
+        curvature=lambda backend, grad_s, grad_c, x_direction, x: -(grad_s * backend.xp.sin(x)
+                                                                    + grad_c * backend.xp.cos(x)) * x_direction,
+        batched=True,
+    )  # fmt: skip
+    x, t = torch.randn(4, dtype=F64), torch.randn(4, dtype=F64)
+
+    def first_tangent(f):
+        return torch.func.jacrev(lambda x: torch.func.jvp(f, (x,), (t,))[1][0])(x)
+
+    torch.testing.assert_close(first_tangent(sincos), first_tangent(lambda x: (torch.sin(x), torch.cos(x))))
+
+
+def test_the_gradient_asked_for_is_given_where_a_plain_argument_comes_before_the_tensors():
+    """Each tensor input's gradient is looked up by its own edge: the plain argument has none."""
+    scaled = declare_op(
+        "op_factory_test::scaled_product",
+        "(float s, Tensor x, Tensor w) -> Tensor",
+        forward=lambda backend, s, x, w: s * x * w,
+        backward=lambda backend, grad, s, x, w: (grad * s * w, grad * s * x),
+    )
+    x, w = randn(3), randn(3)
+    (gx,) = torch.autograd.grad(scaled(2.0, x, w).sum(), x)
+    torch.testing.assert_close(gx, 2.0 * w.detach())
