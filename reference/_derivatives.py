@@ -74,6 +74,8 @@ def _needed(ctx, index: int) -> bool:
     """
     if not ctx.needs_input_grad[index]:
         return False
+    if torch.compiler.is_compiling():  # compiled backward: the engine's graph is not there to ask (torch 2.9)
+        return True
     try:
         node = ctx.next_functions[ctx.edges[index]][0]
         return node is None or _will_engine_execute_node(node)
