@@ -167,8 +167,14 @@ def _run_on_cupy(kernel: Kernel, device: torch.device, args: tuple[Any, ...]) ->
     stream = torch.cuda.current_stream(device)
     with cupy.cuda.Device(device.index), _cupy_stream(stream.cuda_stream, stream.device_index):
         # DLPack, unlike Tensor.numpy(), leaves the input's storage resizable.
-        arrays = [cupy.from_dlpack(a.detach()) if isinstance(a, torch.Tensor) else a for a in args]
+        arrays = [cupy.from_dlpack(_aligned(a.detach())) if isinstance(a, torch.Tensor) else a for a in args]
         return _map(lambda r: _new_tensor(cupy, kernel, r, device), _arrays(cupy, kernel, kernel(CUPY, *arrays)))
+
+
+def _aligned(t: torch.Tensor) -> torch.Tensor:
+    """`t`, or a copy of it where its memory starts off a 16-byte boundary (a view from select or a slice):
+    cuFFT refuses such a pointer (CUFFT_INVALID_VALUE), where NumPy takes any."""
+    return t if t.data_ptr() % 16 == 0 else t.clone(memory_format=torch.contiguous_format)
 
 
 def _map(function: Callable[[Any], Any], results: Any) -> Any:

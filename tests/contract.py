@@ -803,12 +803,14 @@ class OpContract:
     @needs_cuda
     @needs_cupy
     def test_cuda_tensors_never_leave_the_gpu(self):
+        """Without the strict checks, whose comparison of each input before and after reads it back."""
         args = self.args(self.samples[0], torch.float32, "cuda")
 
         def step():
             self.loss(self.call)(*args).backward()
 
-        assert_stays_on_gpu(step)
+        with strict_checks(False):
+            assert_stays_on_gpu(step)
 
     def test_benchmark_runs(self, monkeypatch, capsys):
         """python -m benchmarks.bench_<op> --tiny: the op's benchmark script, on its first sample, once."""

@@ -532,3 +532,13 @@ def test_fuse_on_cupy_matches_the_unfused_body(dtype):
     result, expected = fused(a, b, 0.5), scaled_hypot(cupy, a, b, 0.5)
     assert result.dtype == expected.dtype == dtype
     cupy.testing.assert_allclose(result, expected, rtol=1e-6)
+
+
+def test_cupy_gets_memory_on_a_16_byte_boundary():
+    """cuFFT refuses a pointer off one (a float64 view at an odd offset, as vmap's per-sample slices make)."""
+    base = torch.zeros(12, dtype=torch.float64)
+    aligned, odd = base[2:7], base[1:6]
+    assert _boundary._aligned(aligned) is aligned
+    copy = _boundary._aligned(odd)
+    assert copy.data_ptr() % 16 == 0
+    torch.testing.assert_close(copy, odd)
