@@ -1,7 +1,7 @@
 """A declared op's kernels as its kernel ops call them: bound by the names they take, their results checked.
 
-`kernel_parameters` reads what a kernel takes, and refuses, when the op is declared, a kernel
-that takes anything its role does not give. `forward_kernel` and `derivative_kernel` call a
+`kernel_parameters` reads what a kernel takes and `refuse_unknown` refuses, when the op is
+declared, a kernel that takes anything its role does not give. `forward_kernel` and `derivative_kernel` call a
 kernel with what it names. What a kernel returns is checked against what the op declares:
 the forward's outputs and saved values against the op's fake (`ForwardCheck`), each gradient
 against its input's shape and each tangent against its output's (`fitted`), and a batched
@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from ._boundary import ArrayBackend, Kernel, _name
-from ._checks import strict
+from ._checks import _broadcast, strict
 
 if TYPE_CHECKING:
     from ._op_factory import DeclaredOp
@@ -32,8 +32,9 @@ _PLAIN_PARAMETER = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIO
 Expected = tuple[tuple[tuple[int | None, ...], torch.dtype], ...]
 
 
-def kernel_parameters(op: str, role: str, kernel: Kernel, known: Sequence[str], rule: str) -> list[str]:
-    """The names `kernel` takes after `backend`, each one of `known`; else a TypeError that names the rule."""
+def kernel_parameters(op: str, role: str, kernel: Kernel) -> list[str]:
+    """The names `kernel` takes after `backend`; a TypeError that names the rule for a kernel that takes
+    anything else first, or anything but plain parameters."""
     where = f"{op}: the {role} kernel {_name(kernel)}"
     try:
         parameters = list(inspect.signature(kernel).parameters.values())
@@ -49,11 +50,17 @@ def kernel_parameters(op: str, role: str, kernel: Kernel, known: Sequence[str], 
         bound = p.kind == inspect.Parameter.KEYWORD_ONLY and p.default is not inspect.Parameter.empty
         if p.kind not in _PLAIN_PARAMETER and not bound:  # bound: a keyword that functools.partial gives
             raise TypeError(f"{where} takes {str(p)!r}; a kernel takes each value by its name, as a plain parameter")
-    names = [p.name for p in parameters[1:] if p.kind in _PLAIN_PARAMETER]
+    return [p.name for p in parameters[1:] if p.kind in _PLAIN_PARAMETER]
+
+
+def refuse_unknown(op: str, role: str, kernel: Kernel, names: Sequence[str], known: Sequence[str], rule: str) -> None:
+    """A TypeError that names the rule, where a kernel takes a name that its role does not give."""
     for name in names:
         if name not in known:
-            raise TypeError(f"{where} takes {name!r}, which is not {rule}: it may take {', '.join(known)}")
-    return names
+            raise TypeError(
+                f"{op}: the {role} kernel {_name(kernel)} takes {name!r}, which is not {rule}: it may take "
+                f"{', '.join(known)}"
+            )
 
 
 def forward_kernel(declared: DeclaredOp, kernel: Kernel, names: list[str]) -> Kernel:
@@ -141,7 +148,7 @@ def fitted(xp, where: str, name: str, result, shape: tuple[int, ...], may_sum: b
             f"{where} returned the scalar {array.item()!r} for {name}, which needs shape {shape}: "
             "only 0 stands for a whole derivative (a zero one)"
         )
-    if may_sum and _sums_to(array.shape, shape):
+    if may_sum and _broadcast(shape, array.shape) == array.shape:  # `shape` broadcasts to the result's
         extra = array.ndim - len(shape)
         array = array.sum(axis=tuple(range(extra))) if extra else array
         summed = tuple(i for i, (a, s) in enumerate(zip(array.shape, shape, strict=True)) if s == 1 and a != 1)
@@ -188,14 +195,6 @@ def _snapshot(xp, a: Any) -> Any:
     if not isinstance(a, xp.ndarray):
         return None
     return xp.ascontiguousarray(a).copy().view(xp.uint8)
-
-
-def _sums_to(summed: tuple[int, ...], shape: tuple[int, ...]) -> bool:
-    """Whether `shape` broadcasts to `summed`: a gradient of shape `summed` sums to one of `shape`."""
-    extra = len(summed) - len(shape)
-    if extra < 0:
-        return False
-    return all(s in (n, 1) for s, n in zip(shape, summed[extra:], strict=True))
 
 
 def _fits(shape: Sequence[int], expected: Sequence[int | None]) -> bool:

@@ -82,6 +82,7 @@ from ._kernels import (
     derivative_kernel,
     forward_kernel,
     kernel_parameters,
+    refuse_unknown,
 )
 
 
@@ -136,9 +137,10 @@ class DeclaredOp:
         kernels = {"forward": forward, "backward": backward, "jvp": jvp, "curvature": curvature}
         self.roles = tuple(role for role in ("backward", "jvp", "curvature") if kernels[role] is not None)
         self._check_names()
-        names = {"forward": self._kernel_names("forward", forward)}
-        self._lay_out_state(kernels)
-        names |= {role: self._kernel_names(role, kernels[role]) for role in self.roles}
+        names = {role: kernel_parameters(self.name, role, kernels[role]) for role in ("forward", *self.roles)}
+        self._lay_out_state(names)
+        for role, taken in names.items():
+            self._refuse_unknown(role, kernels[role], taken)
         # The kernels as written, and the names each takes: what the benchmark's bare contenders call.
         self.kernels = {role: k for role, k in kernels.items() if k is not None}
         self.kernel_names = names
@@ -197,21 +199,23 @@ class DeclaredOp:
                 )
             seen[name] = kind
 
-    def _kernel_names(self, role: str, kernel: Kernel) -> list[str]:
-        """The names `kernel` takes, each one its role gives (see the module's docstring)."""
+    def _refuse_unknown(self, role: str, kernel: Kernel, taken: list[str]) -> None:
+        """Refuses a kernel that takes a name its role does not give (see the module's docstring)."""
         if role == "forward":
-            known = [a.name for a in self.arguments]
-            return kernel_parameters(self.name, role, kernel, known, "an argument of the schema")
+            refuse_unknown(
+                self.name, role, kernel, taken, [a.name for a in self.arguments], "an argument of the schema"
+            )
+            return
         known = [*self.leading[role], *self.tensors, *self.outputs, *self.saved, *(a.name for a in self.plain)]
         if role != "jvp":  # which gradients are wanted, one bool per tensor input, as ctx.needs_input_grad
             known.append("needs_input_grad")
-        return kernel_parameters(self.name, role, kernel, known, f"something a {role} kernel gets")
+        refuse_unknown(self.name, role, kernel, taken, known, f"something a {role} kernel gets")
 
-    def _lay_out_state(self, kernels) -> None:
+    def _lay_out_state(self, names) -> None:
         """The arguments of each derivative kernel op: what it leads with (gradients, tangents, directions), the
         state (the tensor inputs, the outputs that a derivative kernel names, which the op then keeps as native
         exp keeps its own, the saved values, the plain arguments), and the shapes of what it gives (targets)."""
-        named = {n for role in self.roles for n in _parameter_names(kernels[role])}
+        named = {n for role in self.roles for n in names[role]}
         self.kept_outputs = tuple(i for i, o in enumerate(self.outputs) if o in named)
         kept_names = tuple(self.outputs[i] for i in self.kept_outputs)
         self._state_names = (*self.tensors, *kept_names, *self.saved, *(a.name for a in self.plain))
@@ -437,15 +441,6 @@ def declare_op(
         third_derivatives_are_zero=third_derivatives_are_zero,
         check=check, fake=fake,
     )  # fmt: skip
-
-
-def _parameter_names(kernel: Kernel) -> list[str]:
-    """The names a kernel takes after its first parameter; none where Python cannot read them (which
-    `kernel_parameters` then refuses)."""
-    try:
-        return list(inspect.signature(kernel).parameters)[1:]
-    except (TypeError, ValueError):
-        return []
 
 
 def _a(kind: str) -> str:
