@@ -3,7 +3,8 @@
 python -m benchmarks.bench_my_op [--device cuda]
 """
 
-from benchmarks.compare import main
+from torch_scipy_op.testing.benchmark import main
+
 from tests.test_my_op import TestContract
 
 if __name__ == "__main__":

@@ -10,13 +10,13 @@ python -m benchmarks.bench_reference [--device cpu] [--min-run-time 0.2]
 import numpy as np
 import torch
 from torch.utils import benchmark
+from torch_scipy_op._boundary import NUMPY
+from torch_scipy_op.testing.benchmark import cases, compare, contenders, environment, fwd_bwd, parse_args
 
 from reference import bad_fft, scipy_conv2d
-from reference._boundary import NUMPY
 from reference.bad_fft import bad_fft_backward_kernel, bad_fft_kernel
 from reference.scipy_conv2d import scipy_conv2d_kernel
 
-from benchmarks.compare import cases, compare, contenders, environment, fwd_bwd, parse_args
 from benchmarks.tutorial_ops import tutorial_bad_fft, tutorial_scipy_conv2d
 from tests import test_bad_fft, test_scipy_conv2d
 

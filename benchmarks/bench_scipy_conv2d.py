@@ -3,7 +3,8 @@
 python -m benchmarks.bench_scipy_conv2d [--device cuda]
 """
 
-from benchmarks.compare import main
+from torch_scipy_op.testing.benchmark import main
+
 from tests.test_scipy_conv2d import TestContract
 
 if __name__ == "__main__":

@@ -30,11 +30,11 @@ from collections.abc import Callable
 import torch
 from torch.utils import benchmark
 from torch.utils._python_dispatch import TorchDispatchMode
+from torch_scipy_op import _boundary, _derivatives, _kernel_ops
+from torch_scipy_op.testing.benchmark import environment
 
 import reference
-from reference import _boundary, _derivatives, _kernel_ops, bad_fft, my_op, scipy_conv2d
-
-from benchmarks.compare import environment
+from reference import bad_fft, my_op, scipy_conv2d
 
 
 class _RecordOps(TorchDispatchMode):

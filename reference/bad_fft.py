@@ -20,10 +20,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 from torch import Tensor, nn
-
-from ._boundary import ArrayBackend
-from ._checks import check_image
-from ._op_factory import declare_op
+from torch_scipy_op import ArrayBackend, check_image, declare_op
 
 # ----------------------------------------------------------------------------
 # 1. Array kernels: NumPy/SciPy on the host, CuPy on CUDA. No torch here.

@@ -27,10 +27,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
-
-from ._boundary import ArrayBackend
-from ._checks import FLOAT_DTYPES, float_argument, int_argument
-from ._op_factory import declare_op
+from torch_scipy_op import FLOAT_DTYPES, ArrayBackend, declare_op, float_argument, int_argument
 
 # ----------------------------------------------------------------------------
 # 1. Array kernels: NumPy/SciPy on the host, CuPy on CUDA. No torch here.

@@ -25,10 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.utils.flop_counter import register_flop_formula
-
-from ._boundary import ArrayBackend
-from ._checks import FLOAT_DTYPES, check_image, int_argument
-from ._op_factory import declare_op
+from torch_scipy_op import FLOAT_DTYPES, ArrayBackend, check_image, declare_op, int_argument
 
 # Up to this many terms (kernel taps, or outputs), shifted multiply-adds beat three FFTs. A term is
 # two array operations. On NumPy one costs ~3 µs plus ~0.7 ns per output, and the FFT route ~60 µs

@@ -5,13 +5,13 @@
 
 Each row gets a virtual environment of its own under ~/.cache/torch-scipy-op/compat, kept between runs
 (a torch from the registry is about 1.4 GB). Interpreters come from pyenv where it has them. The
-declared floor is read from the template's pyproject.toml, so the "floor" row tests exactly what a
-generated project declares. Prints one table: the closing line of each suite, or why it did not run.
+declared floor is read from the package's pyproject.toml, which generated projects declare too, so the
+"floor" row tests exactly what they declare. Each row installs the package from this checkout. Prints
+one table: the closing line of each suite, or why it did not run.
 """
 
 from __future__ import annotations
 
-import ast
 import importlib.util
 import os
 import re
@@ -21,23 +21,23 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import tomllib
+
 REPO = Path(__file__).resolve().parents[1]
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "torch-scipy-op" / "compat"
 STARTERS = ("fft", "conv2d", "blank")
-TEMPLATE_PYPROJECT = REPO / "{{cookiecutter.project_slug}}" / "pyproject.toml"
+TEMPLATE = REPO / "{{cookiecutter.project_slug}}"
 
 
 def declared_floor() -> tuple[str, list[str]]:
-    """The lowest Python and the `name==version` pins that the generated pyproject.toml declares, as the
-    generated minimum-versions job pins them (its .github/declared_floor.py)."""
-    text = TEMPLATE_PYPROJECT.read_text(encoding="utf-8")  # Jinja, not TOML: the answers are not in it yet
-    python = re.search(r'^requires-python = ">=([\d.]+)"', text, re.MULTILINE).group(1)
-    dependencies = re.search(r"^dependencies = (\[.*?\])", text, re.MULTILINE | re.DOTALL).group(1)
-    path = TEMPLATE_PYPROJECT.parent / ".github" / "declared_floor.py"
+    """The lowest Python and the `name==version` pins of the package's dependencies (pyproject.toml), as a
+    generated project's minimum-versions job pins its own (with its .github/declared_floor.py)."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    path = TEMPLATE / ".github" / "declared_floor.py"
     spec = importlib.util.spec_from_file_location("declared_floor", path)
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
-    return python, script.floor(ast.literal_eval(dependencies))
+    return project["requires-python"].removeprefix(">="), script.floor(project["dependencies"])
 
 
 @dataclass(frozen=True)
@@ -104,6 +104,7 @@ def test_row(row: Row, log) -> list[str]:
         [py, "-m", "pip", "install", "--quiet", "--upgrade", *row.packages, "-r", str(REPO / "requirements.txt")],
         log,
         env=env,
+        cwd=REPO,  # requirements.txt installs the package from "."
     )
     if install.returncode:
         return ["install failed (see the log)"] + [""] * (1 + len(STARTERS))

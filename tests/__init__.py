@@ -1,1 +1,1 @@
-"""The tests, a package: they import what they share as tests.helpers and tests.contract."""
+"""The tests of this repository, a package: test_declared_ops.py imports test_template.py."""

@@ -1,12 +1,12 @@
-"""Fixtures: every test that takes `device` runs on the CPU, and on CUDA where it can."""
+"""Fixtures of this repository's own tests (each op's contract brings its own): `device`, every test on its own,
+and a process group for DDP and FSDP."""
 
 import pytest
 import torch
 import torch._dynamo
 import torch._functorch.config
 import torch._inductor.config
-
-from tests.helpers import needs_cuda, needs_cupy
+from torch_scipy_op.testing import DEVICES
 
 # torch.compile's on-disk caches key a graph by the ops' names, not their schemas or fakes
 # (pytorch/pytorch#187319): after an op changes, they can serve its old compiled code.
@@ -15,15 +15,15 @@ torch._inductor.config.fx_graph_cache = False
 torch._functorch.config.enable_autograd_cache = False
 
 
-@pytest.fixture(params=["cpu", pytest.param("cuda", marks=[pytest.mark.cuda, needs_cuda, needs_cupy])])
+@pytest.fixture(params=DEVICES)
 def device(request):
     return request.param
 
 
 @pytest.fixture(autouse=True)
 def fresh_compiler():
-    """Each test compiles afresh: compiles of one shared frame (torch.ops.<package>.<op>) across
-    many tests and ops would add up past Dynamo's recompile limit."""
+    """Each test compiles afresh: compiles of one shared frame (torch.ops.<package>.<op>) across many
+    tests and ops would add up past Dynamo's recompile limit."""
     torch._dynamo.reset()
     torch.manual_seed(0)
 

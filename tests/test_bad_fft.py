@@ -6,11 +6,9 @@ check choices of this op's design: change or delete those where your op differs.
 
 import pytest
 import torch
+from torch_scipy_op.testing import OpContract, assert_matches, tolerances
 
 from reference import BadFFT, bad_fft
-
-from tests.contract import OpContract
-from tests.helpers import assert_matches, tolerances
 
 
 def native(x):

@@ -8,12 +8,11 @@ import warnings
 import numpy as np
 import pytest
 import torch
-
-from reference import _boundary, _kernel_ops
-from reference._boundary import host_round_trip, run_kernel
-from reference._kernel_ops import all_at_once, batch_first, kernel_op
-
-from tests.helpers import needs_cuda, needs_cupy, round_trip
+from torch_scipy_op import _boundary, _kernel_ops
+from torch_scipy_op._boundary import host_round_trip, run_kernel
+from torch_scipy_op._kernel_ops import all_at_once, batch_first, kernel_op
+from torch_scipy_op.testing import needs_cuda, needs_cupy
+from torch_scipy_op.testing._helpers import round_trip
 
 
 def recording_kernel(seen: dict):

@@ -12,10 +12,9 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from torch_scipy_op.testing._helpers import SHARDINGS, assert_trains_like_native
 
 from reference import BadFFT, MyOp, ScipyConv2d
-
-from tests.helpers import SHARDINGS, assert_trains_like_native
 
 
 def native_conv2d(module, x):

@@ -11,11 +11,9 @@
 import numpy as np
 import pytest
 import torch
+from torch_scipy_op.testing import OpContract, assert_matches, randn
 
 from reference import MyOp, my_op
-
-from tests.contract import OpContract
-from tests.helpers import assert_matches, randn
 
 
 def native(x, weight, frequency=1.0):

@@ -7,10 +7,9 @@ import re
 import numpy as np
 import pytest
 import torch
-
-from reference import _boundary, _derivatives, _kernel_ops, _op_factory
-from reference._checks import strict_checks
-from reference._op_factory import declare_op
+from torch_scipy_op import _boundary, _derivatives, _kernel_ops, _op_factory
+from torch_scipy_op._checks import strict_checks
+from torch_scipy_op._op_factory import declare_op
 
 F64 = torch.float64
 
@@ -583,7 +582,7 @@ def half_fake(x):
 
 def test_the_contract_opchecks_the_fake_in_every_dtype_the_op_takes():
     """A fake wrong only in half precision passes in float32 and float64, and fails the contract in float16."""
-    from tests.contract import OpContract
+    from torch_scipy_op.testing import OpContract
 
     class Contract(OpContract):
         op = staticmethod(half_fake)

@@ -12,12 +12,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
+from torch_scipy_op._boundary import NUMPY
+from torch_scipy_op.testing import OpContract, assert_matches, randn, tolerances
 
 from reference import ScipyConv2d, scipy_conv2d
-from reference._boundary import NUMPY
-
-from tests.contract import OpContract
-from tests.helpers import assert_matches, randn, tolerances
 
 # The op's module: the package's `scipy_conv2d` is the function.
 op_module = importlib.import_module("reference.scipy_conv2d")

@@ -3,7 +3,7 @@
 By default, the floor of its dependencies as pip constraints, one `name==version` a line. Each
 dependency's `>=` lower bound becomes `==`, whatever the name (scikit-image, PyWavelets) and however
 the list is laid out, so that CI's minimum-versions job tests exactly what the project declares. A
-dependency without a lower bound is left free.
+dependency without a lower bound is left free; a floor of X.dev0 pins the release X.
 
 With --pythons, the Python versions to test, oldest first, as a JSON list: each `Programming Language ::
 Python :: 3.x` classifier that requires-python allows.
@@ -30,7 +30,9 @@ def floor(dependencies: list[str]) -> list[str]:
         name, specifiers = REQUIREMENT.match(dependency).groups()
         lower = re.search(r">=\s*([^\s,]+)", specifiers)
         if lower:
-            pins.append(f"{name}=={lower.group(1)}")
+            # A development release's floor (0.1.dev0: builds from a checkout before 0.1.0) pins the release it
+            # leads to, the oldest that an index has.
+            pins.append(f"{name}=={re.sub(r'[.]dev[0-9]+$', '', lower.group(1))}")
     return pins
 
 

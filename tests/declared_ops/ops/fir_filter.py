@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
-
-from ._boundary import ArrayBackend
-from ._op_factory import declare_op
+from torch_scipy_op import ArrayBackend, declare_op
 
 
 def fir_filter_kernel(backend: ArrayBackend, x, taps):

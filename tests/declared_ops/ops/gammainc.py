@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
-
-from ._boundary import ArrayBackend
-from ._op_factory import declare_op
+from torch_scipy_op import ArrayBackend, declare_op
 
 
 def gammainc_kernel(backend: ArrayBackend, a, x):

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 from torch import Tensor, nn
-
-from ._boundary import ArrayBackend
-from ._op_factory import declare_op
+from torch_scipy_op import ArrayBackend, declare_op
 
 LOG_2 = 0.6931471805599453  # a Python float: a NumPy float64 scalar would promote float32
 

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
-
-from ._boundary import ArrayBackend
-from ._op_factory import declare_op
+from torch_scipy_op import ArrayBackend, declare_op
 
 
 def masked_scale_kernel(backend: ArrayBackend, x, scale, mask):

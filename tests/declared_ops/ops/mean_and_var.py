@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 from torch import Tensor, nn
-
-from ._boundary import ArrayBackend
-from ._op_factory import declare_op
+from torch_scipy_op import ArrayBackend, declare_op
 
 
 def mean_and_var_kernel(backend: ArrayBackend, x):

@@ -3,10 +3,9 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from torch_scipy_op.testing import OpContract
 
 from own_ops import FirFilter, fir_filter
-
-from tests.contract import OpContract
 
 
 def native(x, taps):

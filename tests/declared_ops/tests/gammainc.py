@@ -2,10 +2,9 @@
 
 import pytest
 import torch
+from torch_scipy_op.testing import OpContract
 
 from own_ops import GammaInc, gammainc
-
-from tests.contract import OpContract
 
 
 def density(a, x):

@@ -2,10 +2,9 @@
 
 import torch
 import torch.nn.functional as F
+from torch_scipy_op.testing import OpContract
 
 from own_ops import LocalMax, local_max
-
-from tests.contract import OpContract
 
 
 def native(x, size, axes=(-1,)):

@@ -1,10 +1,9 @@
 """log_cosh: one input, no parameter, elementwise, with every derivative kernel."""
 
 import torch
+from torch_scipy_op.testing import OpContract
 
 from own_ops import LogCosh, log_cosh
-
-from tests.contract import OpContract
 
 
 def native(x):

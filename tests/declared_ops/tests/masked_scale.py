@@ -1,11 +1,9 @@
 """masked_scale: an optional tensor input (Tensor? mask=None), which has a gradient when it is given."""
 
 import torch
+from torch_scipy_op.testing import OpContract, assert_matches, randn
 
 from own_ops import MaskedScale, masked_scale
-
-from tests.contract import OpContract
-from tests.helpers import assert_matches, randn
 
 
 def native(x, scale, mask=None):

@@ -2,11 +2,9 @@
 
 import pytest
 import torch
+from torch_scipy_op.testing import OpContract, randn
 
 from own_ops import mean_and_var
-
-from tests.contract import OpContract
-from tests.helpers import randn
 
 
 def native(x):

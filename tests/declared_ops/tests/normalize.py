@@ -1,10 +1,9 @@
 """normalize: x / x.sum() over the whole input, so it declares no batch: vmap runs it once per sample."""
 
 import torch
+from torch_scipy_op.testing import OpContract
 
 from own_ops import Normalize, normalize
-
-from tests.contract import OpContract
 
 
 def native(x):

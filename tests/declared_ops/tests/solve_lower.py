@@ -2,10 +2,9 @@
 
 import pytest
 import torch
+from torch_scipy_op.testing import OpContract
 
 from own_ops import SolveLower, solve_lower
-
-from tests.contract import OpContract
 
 
 def native(matrix, b, unit_diagonal=False):

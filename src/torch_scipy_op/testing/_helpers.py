@@ -12,13 +12,16 @@ import warnings
 import pytest
 import torch
 
-from reference._boundary import host_round_trip
+from .._boundary import host_round_trip
 
 HAS_CUDA = torch.cuda.is_available()
 HAS_CUPY = importlib.util.find_spec("cupy") is not None
 
 needs_cuda = pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA GPU")
 needs_cupy = pytest.mark.skipif(not HAS_CUPY, reason="needs CuPy (the [cuda12] or [cuda13] extra)")
+# The devices this machine has, for `pytest.mark.parametrize("device", DEVICES)`: no test of a device it lacks,
+# so that a skip always means something (here: CUDA without CuPy).
+DEVICES = ["cpu", *([pytest.param("cuda", marks=needs_cupy)] if HAS_CUDA else [])]
 
 
 def randn(*shape, dtype=torch.float64, device="cpu"):

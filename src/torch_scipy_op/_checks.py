@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+from ._boundary import FLOAT_DTYPES
 
 # Tuples, not unions: torch.compile before 2.10 cannot trace isinstance with a union.
 _REAL_NUMBERS = (int, float, np.integer, np.floating, np.bool_)

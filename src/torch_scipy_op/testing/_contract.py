@@ -28,6 +28,7 @@ at least two elements each.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import re
 import runpy
@@ -37,10 +38,14 @@ from typing import Any, ClassVar
 
 import pytest
 import torch
+import torch._dynamo
+import torch._functorch.config
+import torch._inductor.config
 
-from reference._checks import FLOAT_DTYPES, strict_checks
-
-from tests.helpers import (
+from .._checks import FLOAT_DTYPES, strict_checks
+from ._helpers import (
+    DEVICES,
+    HAS_CUDA,
     SHARDINGS,
     assert_compiled_forward_mode_matches_native,
     assert_matches,
@@ -49,7 +54,6 @@ from tests.helpers import (
     assert_trains_like_native,
     assert_values_or_refusal,
     compiled_refusals,
-    needs_cuda,
     needs_cupy,
     outputs,
     round_trip,
@@ -65,6 +69,22 @@ _NOT_A = {"float": 1j, "int": 1.5, "SymInt": 1.5, "List[int]": "a", "bool": "yes
 def _batch_dim(kind: str):
     """A dynamic batch dim for torch.export: one it infers (Dim.AUTO), or one declared from 1 to 64."""
     return torch.export.Dim.AUTO if kind == "auto" else torch.export.Dim("batch", min=1, max=64)
+
+
+@contextlib.contextmanager
+def on_its_own():
+    """How each check runs: under one seed; compiling afresh (compiles of torch.ops.<namespace>.<op> across
+    many checks would add up past Dynamo's recompile limit), with torch.compile's on-disk caches off (they key
+    a graph by the ops' names, not their schemas or fakes: pytorch/pytorch#187319); and with the op's strict
+    checks on: each kernel's results against its fake on every call, and its inputs unchanged."""
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    with (
+        strict_checks(),
+        torch._inductor.config.patch(fx_graph_cache=False),
+        torch._functorch.config.patch(enable_autograd_cache=False),
+    ):
+        yield
 
 
 class OpContract:
@@ -83,12 +103,32 @@ class OpContract:
     torchscript = True
     tolerances: ClassVar[dict[torch.dtype, dict[str, float]]] = {}
 
+    # ------------------------------------------------------------------
+    # The fixtures of the contract's checks; they apply to nothing else.
+    # ------------------------------------------------------------------
+
+    @pytest.fixture(params=DEVICES)
+    def device(self, request):
+        return request.param
+
     @pytest.fixture(autouse=True)
-    def _strict_checks(self):
-        """Every check runs with the op's strict checks on: each kernel's results against its fake on every call,
-        and its inputs unchanged."""
-        with strict_checks():
+    def _each_check_on_its_own(self):
+        with on_its_own():
             yield
+
+    @pytest.fixture(scope="class")
+    def process_group(self):
+        """A one-process gloo group on the CPU, as DDP and FSDP need; the one already there, if any."""
+        import torch.distributed as dist
+
+        if not dist.is_available():
+            pytest.skip("this torch has no torch.distributed")
+        if dist.is_initialized():
+            yield
+            return
+        dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+        yield
+        dist.destroy_process_group()
 
     # ------------------------------------------------------------------
     # What the declaration says
@@ -201,8 +241,12 @@ class OpContract:
             tensors = [case for case in cases if self._well_typed(case[0])]
             metafunc.parametrize("bad_tensors", tensors, ids=[f"bad{i}" for i in range(len(tensors))])
         if "vmapped" in metafunc.fixturenames:
-            names = [a.name for a in self.declared.arguments if a.is_tensor and self.samples[0].get(a.name) is not None]
-            metafunc.parametrize("vmapped", [*names, "all"])
+            metafunc.parametrize("vmapped", self.vmapped())
+
+    def vmapped(self) -> list[str]:
+        """What the vmap check maps over, in turn: each tensor input the first sample gives, then all of them."""
+        names = [a.name for a in self.declared.arguments if a.is_tensor and self.samples[0].get(a.name) is not None]
+        return [*names, "all"]
 
     def batch_argument(self, sample) -> str:
         """The tensor input whose leading dim is a batch dim: the first differentiable one that is data, not a
@@ -725,7 +769,7 @@ class OpContract:
         model = torch.nn.Sequential(torch.nn.Linear(shape[-1], shape[-1]), module)
         assert_trains_like_native(model, native, torch.randn(shape), sharding)
 
-    @pytest.mark.parametrize("mode", [None, pytest.param("reduce-overhead", marks=needs_cuda)])
+    @pytest.mark.parametrize("mode", [None, *(["reduce-overhead"] if HAS_CUDA else [])])
     def test_module_compiles_fullgraph(self, mode, device):
         """Also with CUDA graphs ("reduce-overhead"), which leave out the op: it is tagged cudagraph_unsafe."""
         module, shape, _ = self._module()
@@ -793,24 +837,22 @@ class OpContract:
     # CUDA, and the benchmark
     # ------------------------------------------------------------------
 
-    @pytest.mark.cuda
-    @needs_cuda
-    def test_cuda_round_trip_matches_native(self):
-        with round_trip():
-            assert_matches(self.call, self.call_native, *self.args(self.samples[0], device="cuda"))
+    if HAS_CUDA:  # no test of a device this machine lacks
 
-    @pytest.mark.cuda
-    @needs_cuda
-    @needs_cupy
-    def test_cuda_tensors_never_leave_the_gpu(self):
-        """Without the strict checks, whose comparison of each input before and after reads it back."""
-        args = self.args(self.samples[0], torch.float32, "cuda")
+        def test_cuda_round_trip_matches_native(self):
+            with round_trip():
+                assert_matches(self.call, self.call_native, *self.args(self.samples[0], device="cuda"))
 
-        def step():
-            self.loss(self.call)(*args).backward()
+        @needs_cupy
+        def test_cuda_tensors_never_leave_the_gpu(self):
+            """Without the strict checks, whose comparison of each input before and after reads it back."""
+            args = self.args(self.samples[0], torch.float32, "cuda")
 
-        with strict_checks(False):
-            assert_stays_on_gpu(step)
+            def step():
+                self.loss(self.call)(*args).backward()
+
+            with strict_checks(False):
+                assert_stays_on_gpu(step)
 
     def test_benchmark_runs(self, monkeypatch, capsys):
         """python -m benchmarks.bench_<op> --tiny: the op's benchmark script, on its first sample, once."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import math
 import statistics
 from collections.abc import Callable
@@ -19,7 +20,7 @@ import numpy as np
 import torch
 from torch.utils import benchmark
 
-from reference._boundary import CUPY, NUMPY, host_round_trip
+from .._boundary import CUPY, NUMPY, host_round_trip
 
 Step = Callable[[tuple, list[torch.Tensor]], None]
 
@@ -39,10 +40,10 @@ def fwd_bwd(forward: Callable[..., Any], context=contextlib.nullcontext) -> Step
     return step
 
 
-def contenders(native: Callable[..., Any], op: Callable[..., Any], device: str) -> dict[str, Step]:
-    """On the CPU the op's raw kernels and a bare Function over them; the op, native torch, and on CUDA with CuPy
-    the op's host round trip."""
-    steps = {}
+def contenders(native: Callable[..., Any], op: Any, device: str) -> dict[str, Step]:
+    """On the CPU the op's raw kernels and a bare Function over them; the op (a declared op's public function),
+    native torch, and on CUDA with CuPy the op's host round trip."""
+    steps: dict[str, Step] = {}
     if device == "cpu":
         steps |= {"raw": raw_kernels(op.declared), "bare": fwd_bwd(bare_function(op.declared))}
     steps |= {op.__name__: fwd_bwd(op), "native": fwd_bwd(native)}
@@ -116,7 +117,11 @@ def cases(contract, samples, device: str) -> dict[str, Callable[[], tuple]]:
     def label(sample) -> str:
         return ", ".join(f"{k} {'x'.join(map(str, v)) if isinstance(v, tuple) else v}" for k, v in sample.items())
 
-    return {label(s): lambda s=s: tuple(contract.args(s, torch.float32, device)) for s in samples}
+    return {label(s): functools.partial(_inputs, contract, s, device) for s in samples}
+
+
+def _inputs(contract, sample, device: str) -> tuple:
+    return tuple(contract.args(sample, torch.float32, device))
 
 
 def benchmark_op(contract, device: str, samples=None, min_run_time: float = 0.2, rounds: int = 7) -> None:

@@ -1,1 +1,0 @@
-{{ starter_file("benchmarks/compare.py") }}

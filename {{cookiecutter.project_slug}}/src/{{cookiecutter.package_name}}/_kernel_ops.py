@@ -1,1 +1,0 @@
-{{ starter_file("reference/_kernel_ops.py") }}

@@ -1,1 +1,0 @@
-{{ starter_file("reference/_kernels.py") }}

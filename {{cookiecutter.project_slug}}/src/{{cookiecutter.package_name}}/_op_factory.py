@@ -1,1 +1,0 @@
-{{ starter_file("reference/_op_factory.py") }}

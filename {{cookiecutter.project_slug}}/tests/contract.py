@@ -1,1 +1,0 @@
-{{ starter_file("tests/contract.py") }}

@@ -1,1 +1,0 @@
-{{ starter_file("tests/test_op_factory.py") }}
