@@ -1,4 +1,4 @@
-"""This repository's own benchmark scripts run: each op's runs in its contract (tests/contract.py)."""
+"""This repository's own benchmark scripts run: each op's runs in its contract (OpContract.test_benchmark_runs)."""
 
 import subprocess
 import sys

@@ -2,7 +2,7 @@
 
 - The declaration (`TestContract`): `native`, a torch version of the op (or a slow but obviously
   correct one), the samples it is checked on, and the bad inputs it must refuse. The contract
-  (tests/contract.py) runs every check on it. When you change the op, change these.
+  (torch_scipy_op.testing.OpContract) runs every check on it. When you change the op, change these.
 - This op's design, at the bottom: checks of choices this op made (elementwise on any
   shape, a weight that broadcasts, a float hyperparameter). Change or delete each one
   where your op differs; each says when.

@@ -137,3 +137,12 @@ def test_the_testing_module_changes_nothing_outside_the_contract(tmp_path):
     command += ["--rootdir", str(tmp_path), "-c", "/dev/null", str(tmp_path / "test_other.py")]
     result = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=300)
     assert re.search(r"^2 passed", result.stdout.splitlines()[-1]), result.stdout
+
+
+@pytest.mark.slow
+def test_the_package_type_checks(tmp_path):
+    """mypy, with SciPy's stubs, as pyproject.toml configures it: users' type checkers read the package (py.typed)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy", "--cache-dir", str(tmp_path)], cwd=REPO, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout

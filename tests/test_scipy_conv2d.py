@@ -1,6 +1,6 @@
 """scipy_conv2d: the contract every op keeps, declared for this op, and the checks of this op's own design.
 
-`TestContract` declares the op into the contract (tests/contract.py); the tests at the bottom
+`TestContract` declares the op into the contract (torch_scipy_op.testing.OpContract); the tests at the bottom
 check choices of this op's design: change or delete those where your op differs.
 """
 

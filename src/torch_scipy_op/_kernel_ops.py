@@ -4,15 +4,14 @@
 with a fake, a vmap rule and autocast, and returns a function that calls it: past the
 dispatcher in plain eager code (`_plain_eager_call`), through it everywhere else.
 `function_applier` applies an autograd.Function at the least cost each caller allows, and
-`public_op` makes an op's public function one that torch.fx, TorchScript and tensor-likes
-see as torch's own. The op factory (`_op_factory`) builds ops from these.
+`public_op` makes an op's public function one that torch.fx and tensor-likes see as
+torch's own. The op factory (`_op_factory`) builds ops from these.
 """
 
 from __future__ import annotations
 
 import functools
 import importlib
-import inspect
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
@@ -50,8 +49,7 @@ def public_op(function: PublicFunction) -> PublicFunction:
 
     A tensor-like argument sees the call through `__torch_function__`, as it does for
     torch.nn.functional: torch.fx.symbolic_trace records the op as one node, and a tensor
-    subclass can act on it. TorchScript leaves it as a Python call, since it cannot compile
-    NumPy: a scripted module that uses the op runs.
+    subclass can act on it.
     """
 
     @functools.wraps(function)
@@ -61,10 +59,7 @@ def public_op(function: PublicFunction) -> PublicFunction:
             return handle_torch_function(public, arguments, *args, **kwargs)
         return function(*args, **kwargs)
 
-    # TorchScript reads the signature for its types; under `from __future__ import annotations`
-    # they are strings that only `function`'s module can resolve.
-    public.__signature__ = inspect.signature(function, eval_str=True)  # type: ignore[attr-defined]
-    return cast(PublicFunction, torch.jit.ignore(public))  # with `function`'s signature, for type checkers
+    return cast(PublicFunction, public)  # with `function`'s signature, for type checkers
 
 
 def run_in_float32_under_autocast(qualname: str, library: torch.library.Library) -> None:

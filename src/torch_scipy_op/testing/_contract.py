@@ -22,8 +22,18 @@ it has no derivative in (`nondifferentiable`), which the derivative checks hold 
 others (vmap, bad inputs, opcheck) take as any input. Each check runs where the op supports
 it, and elsewhere checks that the op refuses with its one clear error. Every check runs with
 the op's strict checks on (`strict_checks`). Optional attributes: `bad_inputs`, `benchmark_samples`, `module`,
-`half_precision`, `torchscript`, `tolerances`. Hessians take the smallest sample whose tensors have
+`module_input_domain`, `half_precision`, `tolerances`. Hessians take the smallest sample whose tensors have
 at least two elements each.
+
+The module checks (training under DDP and FSDP, compile, export, torch.fx, the meta device) take the
+op's nn.Module from `module()`, which gives the module, the shape of its input, and `native(module, x)`,
+the module computed natively. They put a torch.nn.Linear in front of it and feed that N(0, 1) inputs;
+`module_input_domain`, a function, maps the Linear's outputs into the inputs the module takes:
+
+    module_input_domain = staticmethod(torch.nn.functional.softplus)  # x > 0; torch.sigmoid for 0 < x < 1
+
+The module may return a tuple of outputs; the checks compare each, and backpropagate the sum of each
+float output's mean square.
 """
 
 from __future__ import annotations
@@ -54,6 +64,7 @@ from ._helpers import (
     assert_trains_like_native,
     assert_values_or_refusal,
     compiled_refusals,
+    mean_square,
     needs_cupy,
     outputs,
     round_trip,
@@ -69,6 +80,17 @@ _NOT_A = {"float": 1j, "int": 1.5, "SymInt": 1.5, "List[int]": "a", "bool": "yes
 def _batch_dim(kind: str):
     """A dynamic batch dim for torch.export: one it infers (Dim.AUTO), or one declared from 1 to 64."""
     return torch.export.Dim.AUTO if kind == "auto" else torch.export.Dim("batch", min=1, max=64)
+
+
+class _Map(torch.nn.Module):
+    """A function as a layer: `module_input_domain` between the module checks' Linear and the module."""
+
+    def __init__(self, function: Callable[[torch.Tensor], torch.Tensor]):
+        super().__init__()
+        self.function = function
+
+    def forward(self, x):
+        return self.function(x)
 
 
 @contextlib.contextmanager
@@ -94,13 +116,13 @@ class OpContract:
     # Inputs the op refuses beyond the shared rules (float tensors of one dtype and device, data that
     # broadcasts, each argument of its schema type), which the contract derives from the schema.
     bad_inputs: Sequence[BadInput] = ()
-    # Larger samples for the benchmark (benchmarks/compare.py); the tests run it on `samples`.
+    # Larger samples for the benchmark (torch_scipy_op.testing.benchmark); the tests run it on `samples`.
     benchmark_samples: Sequence[dict[str, Any]] = ()
     # The op's nn.Module: `module()` gives (a module, an input's shape, `native(module, x)`).
     module: Callable[[], tuple[torch.nn.Module, tuple[int, ...], Callable[..., Any]]] | None = None
-    half_precision = True
-    # False where TorchScript cannot read the public function's signature (a tuple default, as int[] has).
-    torchscript = True
+    # Maps any real tensor into the module's inputs (see the module docstring); None: the module takes any.
+    module_input_domain: Callable[[torch.Tensor], torch.Tensor] | None = None
+    half_precision: bool = True
     tolerances: ClassVar[dict[torch.dtype, dict[str, float]]] = {}
 
     # ------------------------------------------------------------------
@@ -218,7 +240,7 @@ class OpContract:
     def small_sample(self) -> dict[str, Any]:
         """The sample with the fewest elements whose tensors have at least two each: for Hessians, whose
         cost grows with the square of the size."""
-        sizes = []
+        sizes: list[tuple[int, int, dict[str, Any]]] = []
         for sample in self.samples:
             tensors = [self.args(sample)[i] for i in self.tensor_positions(self.args(sample))]
             if all(t.numel() >= 2 for t in tensors):
@@ -277,7 +299,7 @@ class OpContract:
     def shared_bad_inputs(self) -> list[BadInput]:
         """The rules every op shares, on the first sample: each argument of its schema type, float tensors
         of the first tensor's dtype."""
-        sample, cases = self.samples[0], []
+        sample, cases = self.samples[0], list[BadInput]()
         shapes = self._shapes(sample)
         tensors = list(shapes)
         for a in self.declared.arguments:
@@ -762,41 +784,47 @@ class OpContract:
             pytest.skip("the op declares no module")
         return type(self).module()
 
+    def _model(self):
+        """The module behind a Linear (and `module_input_domain`), the Linear's input shape, and native."""
+        module, shape, native = self._module()
+        layers = [torch.nn.Linear(shape[-1], shape[-1])]
+        if type(self).module_input_domain is not None:
+            layers.append(_Map(type(self).module_input_domain))
+        return torch.nn.Sequential(*layers, module), shape, native
+
     @pytest.mark.parametrize("sharding", SHARDINGS)
     def test_module_trains_under_ddp_and_fsdp_as_native(self, sharding, process_group):
         """FSDP frees each parameter's storage after the forward (resize_(0)): the op must leave it resizable."""
-        module, shape, native = self._module()
-        model = torch.nn.Sequential(torch.nn.Linear(shape[-1], shape[-1]), module)
+        model, shape, native = self._model()
         assert_trains_like_native(model, native, torch.randn(shape), sharding)
 
     @pytest.mark.parametrize("mode", [None, *(["reduce-overhead"] if HAS_CUDA else [])])
     def test_module_compiles_fullgraph(self, mode, device):
         """Also with CUDA graphs ("reduce-overhead"), which leave out the op: it is tagged cudagraph_unsafe."""
-        module, shape, _ = self._module()
-        model = torch.nn.Sequential(torch.nn.Linear(shape[-1], shape[-1]), module).to(device)
+        model, shape, _ = self._model()
+        model = model.to(device)
         x = torch.randn(shape, device=device)
         compiled = torch.compile(model, fullgraph=True, mode=mode)
         expected = model(x)
         torch.testing.assert_close(compiled(x), expected)
         parameters = list(model.parameters())
         torch.testing.assert_close(
-            torch.autograd.grad(compiled(x).sum(), parameters), torch.autograd.grad(expected.sum(), parameters)
+            torch.autograd.grad(mean_square(compiled(x)), parameters),
+            torch.autograd.grad(mean_square(expected), parameters),
         )
 
     def test_module_exports_and_backpropagates_as_in_eager(self):
-        module, shape, _ = self._module()
-        model = torch.nn.Sequential(torch.nn.Linear(shape[-1], shape[-1]), module)
+        model, shape, _ = self._model()
         x = torch.randn(shape, requires_grad=True)
         exported = torch.export.export(model, (x.detach(),)).module()
         torch.testing.assert_close(exported(x), model(x))
-        ours = torch.autograd.grad(exported(x).pow(2).sum(), (x, *exported.parameters()))
-        torch.testing.assert_close(ours, torch.autograd.grad(model(x).pow(2).sum(), (x, *model.parameters())))
+        ours = torch.autograd.grad(mean_square(exported(x)), (x, *exported.parameters()))
+        torch.testing.assert_close(ours, torch.autograd.grad(mean_square(model(x)), (x, *model.parameters())))
 
     @pytest.mark.parametrize("dim", ["auto", "range"])
     def test_module_exports_with_a_dynamic_batch_and_runs_at_every_batch(self, dim):
         """At batch 1, 2, 64 and at the size of every dim of every parameter: no check may pin the batch."""
-        module, shape, _ = self._module()
-        model = torch.nn.Sequential(torch.nn.Linear(shape[-1], shape[-1]), module)
+        model, shape, _ = self._model()
         x = torch.randn(2, *shape)
         program = torch.export.export(model, (x,), dynamic_shapes=({0: _batch_dim(dim)},)).module()
         sizes = {1, 2, 64} | {n for p in model.parameters() for n in p.shape}
@@ -804,19 +832,20 @@ class OpContract:
             x = torch.randn(size, *shape)
             torch.testing.assert_close(program(x), model(x))
 
-    def test_module_traces_scripts_and_defers_to_tensor_likes(self):
-        module, shape, _ = self._module()
-        model = torch.nn.Sequential(torch.nn.Linear(shape[-1], shape[-1]), module)
-        assert_seen_as_a_torch_function(model, type(self).op, torch.randn(shape), torchscript=self.torchscript)
+    def test_module_traces_and_defers_to_tensor_likes(self):
+        model, shape, _ = self._model()
+        assert_seen_as_a_torch_function(model, type(self).op, torch.randn(shape))
 
     def test_module_made_on_the_meta_device_initialises_as_one_made_normally(self):
-        """Deferred initialisation, as FSDP and large models use it: to_empty, then reset_parameters, under one seed."""
+        """Deferred initialisation, as FSDP and large models use it: to_empty, then reset_parameters, under one seed,
+        of each module with parameters or buffers of its own (FSDP's rule)."""
         with torch.device("meta"):
             deferred = self._module()[0]
         deferred.to_empty(device="cpu")
         torch.manual_seed(0)
         for module in deferred.modules():
-            if module.__dict__.get("_parameters") and hasattr(module, "reset_parameters"):
+            own = [*module.parameters(recurse=False), *module.buffers(recurse=False)]
+            if own and hasattr(module, "reset_parameters"):
                 module.reset_parameters()
         torch.manual_seed(0)
         normal = self._module()[0]
@@ -828,9 +857,9 @@ class OpContract:
         module = module.to("meta")
         x = torch.empty(shape, device="meta", requires_grad=True)
         y = module(x)
-        assert (y.device.type, y.shape) == ("meta", native(module, x).shape)
+        assert [(o.device.type, o.shape) for o in outputs(y)] == [("meta", o.shape) for o in outputs(native(module, x))]
         parameters = [x, *module.parameters()]
-        grads = torch.autograd.grad(y.sum(), parameters)
+        grads = torch.autograd.grad(mean_square(y), parameters)
         assert [(g.device.type, g.shape) for g in grads] == [("meta", p.shape) for p in parameters]
 
     # ------------------------------------------------------------------

@@ -125,7 +125,7 @@ def _inputs(contract, sample, device: str) -> tuple:
 
 
 def benchmark_op(contract, device: str, samples=None, min_run_time: float = 0.2, rounds: int = 7) -> None:
-    """The op of a test contract (tests/contract.py) against its `native`, on its `benchmark_samples`, at one
+    """The op of a test contract (an OpContract) against its `native`, on its `benchmark_samples`, at one
     thread and at torch's default."""
     op, native = type(contract).op, type(contract).native
     samples = contract.benchmark_samples if samples is None else samples

@@ -49,11 +49,17 @@ def gammainc(a: Tensor, x: Tensor) -> Tensor:
 
 
 class GammaInc(nn.Module):
-    """P(a, x) with a fixed shape parameter `a`, a buffer."""
+    """P(a, x) with a fixed shape parameter `a`, a buffer that `reset_parameters` fills."""
 
-    def __init__(self, a: Tensor):
+    def __init__(self, a: float):
         super().__init__()
-        self.register_buffer("a", torch.as_tensor(a))
+        self.shape_parameter = float(a)
+        self.register_buffer("a", torch.empty(()))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Also what deferred initialisation calls, after a module made on the meta device is moved."""
+        self.a.fill_(self.shape_parameter)
 
     def forward(self, x: Tensor) -> Tensor:
         return gammainc(self.a, x)

@@ -1,4 +1,5 @@
-"""gammainc: an input without a derivative (a, declared nondifferentiable), positive inputs."""
+"""gammainc: an input without a derivative (a, declared nondifferentiable), positive inputs (the module's through
+`module_input_domain`)."""
 
 import pytest
 import torch
@@ -54,6 +55,11 @@ class TestContract(OpContract):
         {"a": positive(4), "x": positive(2, 4)},
         {"a": positive(), "x": positive(5)},
     )
+    module_input_domain = staticmethod(torch.nn.functional.softplus)  # x > 0
+
+    @staticmethod
+    def module():
+        return GammaInc(2.0), (4, 6, 8), lambda module, x: native(module.a, x)
 
 
 def test_the_gradient_in_x_alone_where_a_requires_grad_too_and_a_clear_error_for_as():
@@ -69,7 +75,7 @@ def test_the_gradient_in_x_alone_where_a_requires_grad_too_and_a_clear_error_for
 
 
 def test_the_module_holds_a_as_a_buffer():
-    module = GammaInc(torch.tensor(2.0))
+    module = GammaInc(2.0)
     x = torch.rand(4) + 0.5
     torch.testing.assert_close(module(x), torch.special.gammainc(torch.tensor(2.0), x))
     assert "a" in module.state_dict()

@@ -41,7 +41,6 @@ class TestContract(OpContract):
         ({"x": (3, 4), "size": 3, "axes": 1}, TypeError, "axes must be a list or tuple of ints, got int"),
     )
     benchmark_samples = ({"x": (16, 256, 256), "size": 5, "axes": [-2, -1]},)
-    torchscript = False  # TorchScript cannot type the tuple default of `axes`
 
     @staticmethod
     def module():

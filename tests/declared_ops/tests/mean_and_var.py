@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch_scipy_op.testing import OpContract, randn
 
-from own_ops import mean_and_var
+from own_ops import MeanAndVar, mean_and_var
 
 
 def native(x):
@@ -22,7 +22,10 @@ class TestContract(OpContract):
         ({"x": lambda dtype, device: torch.ones(3, dtype=torch.complex64)}, TypeError, "x must be float16, bfloat16"),
     )
     benchmark_samples = ({"x": (256, 4096)},)
-    # MeanAndVar returns two tensors: the contract's module checks take one.
+
+    @staticmethod
+    def module():
+        return MeanAndVar(), (4, 6, 8), lambda module, x: native(x)
 
 
 @pytest.mark.parametrize("used", [0, 1], ids=["mean", "var"])
