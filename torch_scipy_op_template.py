@@ -129,7 +129,7 @@ def py_literal(value) -> str:
 LICENSES = ("MIT", "BSD-3-Clause", "Apache-2.0")
 # Names an op module already uses, besides builtins and importable modules.
 _NAMES_IN_OP_MODULES = {"torch", "nn", "F", "Tensor", "math", "annotations", "ArrayBackend"}
-_TAKEN_MODULES = {"torch", "numpy", "scipy", "cupy", "cupyx", "tests", "benchmarks", "conftest"}
+_TAKEN_MODULES = {"torch", "numpy", "scipy", "cupy", "cupyx", "torch_scipy_op", "tests", "benchmarks", "conftest"}
 
 
 class InvalidAnswerError(Exception):
@@ -169,7 +169,7 @@ def check_answers(answers: dict) -> None:
         (
             "package_name",
             not _taken(answers["package_name"]),
-            "must not shadow a keyword, a builtin, torch/numpy/scipy/cupy or a standard-library module",
+            "must not shadow a keyword, a builtin, torch/numpy/scipy/cupy/torch_scipy_op or a standard-library module",
         ),
         ("op_name", re.fullmatch(r"[a-z][a-z0-9_]*", answers["op_name"]), "must be a snake_case Python identifier"),
         (
