@@ -1,5 +1,4 @@
-"""Fixtures of this repository's own tests (each op's contract brings its own): `device`, every test on its own,
-and a process group for DDP and FSDP."""
+"""Fixtures of this repository's own tests (each op's contract brings its own): `device`, and every test on its own."""
 
 import pytest
 import torch
@@ -26,18 +25,6 @@ def fresh_compiler():
     tests and ops would add up past Dynamo's recompile limit."""
     torch._dynamo.reset()
     torch.manual_seed(0)
-
-
-@pytest.fixture(scope="session")
-def process_group():
-    """A one-process gloo group on the CPU, as DDP and FSDP need."""
-    import torch.distributed as dist
-
-    if not dist.is_available():
-        pytest.skip("this torch has no torch.distributed")
-    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
-    yield
-    dist.destroy_process_group()
 
 
 def pytest_configure(config):

@@ -109,6 +109,23 @@ def on_its_own():
         yield
 
 
+@contextlib.contextmanager
+def one_process_group():
+    """A one-process gloo group on the CPU, as DDP and FSDP need; the one already there, if any."""
+    import torch.distributed as dist
+
+    if not dist.is_available():
+        pytest.skip("this torch has no torch.distributed")
+    if dist.is_initialized():
+        yield
+        return
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    try:
+        yield
+    finally:
+        dist.destroy_process_group()
+
+
 class OpContract:
     op: Callable[..., Any]
     native: Callable[..., Any]
@@ -137,20 +154,6 @@ class OpContract:
     def _each_check_on_its_own(self):
         with on_its_own():
             yield
-
-    @pytest.fixture(scope="class")
-    def process_group(self):
-        """A one-process gloo group on the CPU, as DDP and FSDP need; the one already there, if any."""
-        import torch.distributed as dist
-
-        if not dist.is_available():
-            pytest.skip("this torch has no torch.distributed")
-        if dist.is_initialized():
-            yield
-            return
-        dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
-        yield
-        dist.destroy_process_group()
 
     # ------------------------------------------------------------------
     # What the declaration says
@@ -793,10 +796,11 @@ class OpContract:
         return torch.nn.Sequential(*layers, module), shape, native
 
     @pytest.mark.parametrize("sharding", SHARDINGS)
-    def test_module_trains_under_ddp_and_fsdp_as_native(self, sharding, process_group):
+    def test_module_trains_under_ddp_and_fsdp_as_native(self, sharding):
         """FSDP frees each parameter's storage after the forward (resize_(0)): the op must leave it resizable."""
         model, shape, native = self._model()
-        assert_trains_like_native(model, native, torch.randn(shape), sharding)
+        with one_process_group():
+            assert_trains_like_native(model, native, torch.randn(shape), sharding)
 
     @pytest.mark.parametrize("mode", [None, *(["reduce-overhead"] if HAS_CUDA else [])])
     def test_module_compiles_fullgraph(self, mode, device):
