@@ -88,8 +88,14 @@ def test_check_raises_on_the_first_failure_and_names_it():
     def wrong(x, weight, frequency=1.0):
         return weight * torch.sin(frequency * x) + 1e-3
 
-    with pytest.raises(AssertionError, match=r"^my_op: values and gradients, sample 0, torch.float32: "):
+    with pytest.raises(AssertionError, match=r"^my_op: values and gradients, sample 0, torch.float32: .*output 0: "):
         check(my_op, wrong, [{"x": (4, 6), "weight": (6,)}])
+
+    def wrong_gradient(x, weight, frequency=1.0):  # the same values, the gradient of x doubled
+        return weight * torch.sin(frequency * (2 * x - x.detach()))
+
+    with pytest.raises(AssertionError, match=r"values and gradients, .*the gradient of argument 0: Tensor-likes"):
+        check(my_op, wrong_gradient, [{"x": (4, 6), "weight": (6,)}])
 
 
 def test_check_refuses_what_it_cannot_check():

@@ -1,49 +1,12 @@
 """The op factory: from an op's declaration (its schema and array kernels) to a PyTorch op.
 
-An op module writes its array kernels and declares the op once:
-
-    my_op_declared = declare_op(
-        f"{__package__}::my_op",
-        "(Tensor x, Tensor weight, float frequency=1.0) -> Tensor",
-        forward=my_op_kernel,
-        backward=my_op_backward_kernel,  # optional, as are jvp and curvature
-        ...
-    )
-
-`declare_op` makes each kernel a kernel op (`_kernel_ops.kernel_op`), ties them together in
-autograd.Functions for reverse mode, forward mode and second order (`_derivatives`), and registers
-torch.ops.<namespace>.<name> with the declared schema. Calling the declared op (the public
-function does) binds the defaults, takes each argument as its schema type says, applies
-autocast's policy, runs the op's `check`, and applies its Function.
-
-Kernels get what they name, in any order. The first parameter is `backend`; each other names one of:
-- an argument of the schema (a tensor, or a plain value: float, int, int[], bool, str): all the
-  forward kernel takes;
-- an output (derivative kernels), by its name in the schema (`-> Tensor y`), or `result`
-  for one unnamed: the op keeps it for them, as native exp keeps its output;
-- a value the forward saved for the derivatives (`saved=`: the forward kernel returns it
-  after the outputs);
-- `grad` (one output) or `grad_<output>` (several): the gradient of an output;
-- `<input>_tangent` (jvp) or `<input>_direction` (curvature): how an input moves;
-- `needs_input_grad` (backward, curvature): one bool per tensor input, whether its gradient is
-  wanted, as ctx.needs_input_grad: a kernel may skip the others, and return None for them.
-The forward returns the outputs, then the saved values, each of the shape and dtype the fake gives.
-`backward` and `curvature` return one gradient per tensor input, in order (None for one that has
-none, such as an index), of its input's shape; a gradient may keep dims that its input was
-broadcast over, which are summed, and nothing is broadcast. `jvp` returns one tangent per
-output (None for an index), of its output's shape. A plain 0 is a zero derivative. Tensor
-inputs reach NumPy kernels as read-only arrays. What a kernel returns is checked, and a wrong
-result is an error that names the kernel (`_kernels`); `strict_checks` adds costlier checks.
-
-A declaration is checked before anything is registered: a kernel that takes anything else, or
-an argument, output or saved value whose name is another's or one that kernels get something
-else by (`backend`, `needs_input_grad`, `grad`, `<input>_tangent`, ...), is refused with an
-error that names the op, the kernel, the name and the rule. Declaring an op again in one
-process (a notebook cell run twice, importlib.reload) replaces it.
-
-The Functions keep what the derivative kernels name, and the inputs that require grad,
-which higher derivatives connect to. A derivative kernel left out is left out: whatever
-needs it raises one error that names the op, the kernel and what it gives.
+`declare_op` (whose docstring states the declaration's rules) makes each kernel a kernel op
+(`_kernel_ops.kernel_op`), ties them together in autograd.Functions for reverse mode, forward
+mode and second order (`_derivatives`), and registers torch.ops.<namespace>.<name> with the
+declared schema. Calling the declared op (the public function does) binds the defaults, takes
+each argument as its schema type says, applies autocast's policy, runs the op's `check`, and
+applies its Function. The Functions keep what the derivative kernels name, and the inputs that
+require grad, which higher derivatives connect to.
 """
 
 from __future__ import annotations
@@ -414,8 +377,68 @@ def declare_op(
 ) -> DeclaredOp:
     """Declares the op `qualname` ("namespace::name") with `schema`, its public signature, and its kernels.
 
-    - `forward`, `backward`, `jvp`, `curvature`: the array kernels (see the module's docstring).
-      `backward` is what training needs; the others are optional.
+    An op module writes its array kernels, declares the op once, and decorates its public function
+    with the result's `public`; calling the result runs the op::
+
+        my_op_declared = declare_op(
+            f"{__package__}::my_op",
+            "(Tensor x, Tensor weight, float frequency=1.0) -> Tensor",
+            forward=my_op_kernel,
+            backward=my_op_backward_kernel,
+        )
+
+        @my_op_declared.public
+        def my_op(x: Tensor, weight: Tensor, frequency: float = 1.0) -> Tensor:
+            return my_op_declared(x, weight, frequency)
+
+    The schema is `torch.library`'s: `Tensor`, `Tensor?`, `float`, `int`, `int[]`, `bool`, `str`,
+    with defaults, and named outputs (`-> (Tensor mean, Tensor var)`) where there are several.
+
+    **What a kernel takes.** Kernels are plain functions of arrays (NumPy on the CPU, CuPy on CUDA)
+    and plain values. The first parameter is `backend` (an `ArrayBackend`: `backend.xp` is numpy
+    or cupy, `backend.special`, `backend.ndimage`, ... SciPy's or cupyx.scipy's); each other
+    parameter names what the kernel takes, in any order, and may leave out what it does not need:
+
+    - an argument of the schema, by name: a tensor as an array, a plain value as itself. This is
+      all the forward kernel takes;
+    - an output, by its name in the schema, or `result` for one unnamed (derivative kernels): the
+      op keeps it for them, as native exp keeps its output;
+    - a value the forward saved for the derivatives (`saved=`);
+    - `grad` (one output) or `grad_<output>` (several): the gradient of an output (backward,
+      curvature);
+    - `<input>_tangent` (jvp): how a tensor input moves;
+    - `<input>_direction` (curvature): how a tensor input moves;
+    - `needs_input_grad` (backward, curvature): one bool per tensor input, whether its gradient
+      is wanted, as ctx.needs_input_grad.
+
+    A kernel that takes any other name, or `*args`, is refused when the op is declared, with an
+    error that lists what that kernel may take.
+
+    **What a kernel returns.**
+
+    - `forward`: the outputs, then the saved values, each of the shape and dtype the fake gives
+      (by default the broadcast shape of the tensor arguments, in the first one's dtype). Outputs
+      are real: return a complex result as its real and imaginary parts in a last dim of 2.
+    - `backward`: one gradient per tensor input, in order, of its input's shape. A gradient may
+      keep the dims its input was broadcast over, which are summed; nothing is broadcast. `None`
+      is for an input with no gradient (an index, an absent optional tensor, one not wanted), a
+      plain `0` is a zero gradient.
+    - `jvp` (forward mode): one tangent per output, of the output's shape.
+    - `curvature` (second derivatives, with `jvp`): how each input's gradient moves when the
+      inputs move in their directions, one per tensor input, as `backward` returns them. An op
+      linear in its inputs returns 0.
+
+    Inputs reach NumPy kernels as read-only arrays: copy one before changing it. What a kernel
+    returns is checked, and a wrong result is an error that names the kernel; `strict_checks()`
+    (or the environment variable `TORCH_SCIPY_OP_STRICT_CHECKS=1`) adds costlier checks on every
+    call: the fake asked every time, and every input compared before and after its kernel.
+
+    **The declaration.**
+
+    - `forward`, `backward`, `jvp`, `curvature`: the array kernels. `backward` is what training
+      needs; `jvp` gives forward mode, and with `curvature` second derivatives (double backward,
+      hessian, hvp). A kernel left out is left out: whatever needs it raises one error that names
+      the op, the kernel and what it gives.
     - `saved`: names of the values the forward returns after the outputs, for the derivatives.
     - `parameters`: tensor arguments with a shape of their own (filter taps, a matrix), which
       kernels always get in that shape. The other tensors are data, whose leading dims are
@@ -428,12 +451,20 @@ def declare_op(
       any kernel (one that sums over its whole input, say).
     - `third_derivatives_are_zero`: the op is linear or quadratic in its inputs (a bilinear
       op, such as a convolution with a learnable kernel): third derivatives need no kernel.
-      A linear op's `curvature` kernel returns 0.
-    - `check(*args)`: raises on bad input, beyond the rules every op shares (`check_tensors`:
-      float tensors of one dtype and device, data that broadcasts). It sees the arguments as
-      the user passed them (under vmap, each sample's shape), after autocast.
+    - `check(*args)`: raises on bad input, beyond the rules every op shares (float tensors of
+      one dtype and device, data that broadcasts, each argument of its schema type). It sees
+      the arguments as the user passed them (under vmap, each sample's shape), after autocast.
+      Start its messages with "<op>: " and name the argument, what it got and what it needs.
     - `fake(*args)`: the outputs and saved values as empty tensors, where they are not the
       broadcast shape of the tensor arguments (in the first's dtype).
+
+    A declaration is checked before anything is registered: an argument, output or saved value
+    whose name another has, or one that kernels get something else by (`backend`, `grad`,
+    `needs_input_grad`, `vmap_batch`, `<input>_tangent`, ...), is refused with an error that
+    names the op, the name and the rule. Declaring an op again in one process (a notebook cell
+    run twice, importlib.reload) replaces it.
+
+    Returns the `DeclaredOp`; torch.ops.<namespace>.<name> is the op with the same schema.
     """
     return DeclaredOp(
         qualname, schema, forward=forward, backward=backward, jvp=jvp, curvature=curvature, saved=saved,

@@ -53,25 +53,27 @@ def assert_matches(op, native, *inputs, **tolerance):
     large one's rounding. Gradients flow from a random cotangent on each float output.
     """
 
-    def assert_close(actual, expected):
+    def assert_close(actual, expected, what: str):
         scale = _HALF_PRECISION_SCALE.get(expected.dtype)
         within = tolerance if scale is None else {"rtol": scale, "atol": scale * expected.detach().abs().max().item()}
-        torch.testing.assert_close(actual, expected, **within)
+        torch.testing.assert_close(actual, expected, **within, msg=lambda message: f"{what}: {message}")
 
     ours, theirs = outputs(op(*inputs)), outputs(native(*inputs))
     assert len(ours) == len(theirs), f"{len(ours)} outputs, native has {len(theirs)}"
-    for actual, expected in zip(ours, theirs, strict=True):
-        assert_close(actual, expected)
-    differentiable = [t for t in inputs if isinstance(t, torch.Tensor) and t.requires_grad]
+    for k, (actual, expected) in enumerate(zip(ours, theirs, strict=True)):
+        assert_close(actual, expected, f"output {k}")
+    differentiable = [i for i, t in enumerate(inputs) if isinstance(t, torch.Tensor) and t.requires_grad]
     pairs = [(a, e) for a, e in zip(ours, theirs, strict=True) if e.requires_grad]
     if differentiable and pairs:
         cotangents = [torch.randn_like(e) for _, e in pairs]
-        for actual, expected in zip(
-            torch.autograd.grad([a for a, _ in pairs], differentiable, cotangents, materialize_grads=True),
-            torch.autograd.grad([e for _, e in pairs], differentiable, cotangents, materialize_grads=True),
+        tensors = [inputs[i] for i in differentiable]
+        for i, actual, expected in zip(
+            differentiable,
+            torch.autograd.grad([a for a, _ in pairs], tensors, cotangents, materialize_grads=True),
+            torch.autograd.grad([e for _, e in pairs], tensors, cotangents, materialize_grads=True),
             strict=True,
         ):
-            assert_close(actual, expected)
+            assert_close(actual, expected, f"the gradient of argument {i}")
 
 
 def tolerances(dtype):
