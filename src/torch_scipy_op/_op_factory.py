@@ -163,7 +163,7 @@ class DeclaredOp:
             seen[name] = kind
 
     def _refuse_unknown(self, role: str, kernel: Kernel, taken: list[str]) -> None:
-        """Refuses a kernel that takes a name its role does not give (see the module's docstring)."""
+        """Refuses a kernel that takes a name its role does not give (see declare_op's docstring)."""
         if role == "forward":
             refuse_unknown(
                 self.name, role, kernel, taken, [a.name for a in self.arguments], "an argument of the schema"
