@@ -1,4 +1,4 @@
-"""Fixtures of this project's own tests (each op's TestContract brings its own): `device`, and a fresh start."""
+"""Fixtures of this project's tests (each TestContract brings its own): `device`, and a fresh start."""
 
 import pytest
 import torch

@@ -2,7 +2,7 @@
 and `check`, the core of it without pytest.
 
 Install with the `testing` extra (`pip install torch-scipy-op[testing]`), which brings pytest.
-An op's test file declares the op into the contract:
+An op's test file declares the op into the contract::
 
     class TestContract(OpContract):
         op = staticmethod(my_op)

@@ -1,6 +1,6 @@
 """The contract every op keeps, whatever its math: one suite, which each op's test file declares into.
 
-An op's test file subclasses `OpContract` and declares, as PyTorch's OpInfo does:
+An op's test file subclasses `OpContract` and declares, as PyTorch's OpInfo does::
 
     class TestContract(OpContract):
         op = staticmethod(my_op)          # the public function
@@ -28,7 +28,7 @@ at least two elements each.
 The module checks (training under DDP and FSDP, compile, export, torch.fx, the meta device) take the
 op's nn.Module from `module()`, which gives the module, the shape of its input, and `native(module, x)`,
 the module computed natively. They put a torch.nn.Linear in front of it and feed that N(0, 1) inputs;
-`module_input_domain`, a function, maps the Linear's outputs into the inputs the module takes:
+`module_input_domain`, a function, maps the Linear's outputs into the inputs the module takes::
 
     module_input_domain = staticmethod(torch.nn.functional.softplus)  # x > 0; torch.sigmoid for 0 < x < 1
 
