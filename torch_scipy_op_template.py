@@ -8,7 +8,6 @@ cookiecutter.json loads `StarterExtension`, which gives the template:
 - `starter_doc()`: the op module's docstring, for the generated README;
 - `warnings_policy()`: the pytest `filterwarnings` of this repository's
   pyproject.toml, which generated projects share;
-- `library_requirement(extra)`: the requirement on torch-scipy-op that projects declare;
 - `template_repo`: this repository's absolute path, for the hooks;
 - filters: `default_op_name` and `default_class_name` for a starter, the escapes
   `toml_str`, `yaml_str`, `md` and `py_literal`, and `check_answers`.
@@ -48,14 +47,6 @@ STARTERS = {
 }
 REFERENCE_PACKAGE = "reference"
 MAX_NAME_LENGTH = 24
-# What generated projects require of the library: its 0.1 series (a 0.x minor release may change the API, see
-# CHANGELOG.md), builds from a checkout before 0.1.0 included (0.1.dev<N>, as `pip install <checkout>` makes).
-LIBRARY_REQUIREMENT = "torch-scipy-op{extra}>=0.1.dev0,<0.2"
-
-
-def library_requirement(extra: str = "") -> str:
-    """The requirement on torch-scipy-op, with `extra` (`testing`) if given."""
-    return LIBRARY_REQUIREMENT.format(extra=f"[{extra}]" if extra else "")
 
 
 def rename(text: str, answers: dict) -> str:
@@ -247,7 +238,6 @@ class StarterExtension(Extension):
             starter_file=starter_file,
             starter_doc=starter_doc,
             warnings_policy=warnings_policy,
-            library_requirement=library_requirement,
             template_repo=str(REPO),
         )
         environment.filters.update(

@@ -10,11 +10,10 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import tomllib
 from torch_scipy_op import migrate
 
-from torch_scipy_op_template import LIBRARY_REQUIREMENT
-
-from tests.test_template import REPO, commit_all, git, run
+from tests.test_template import REPO, commit_all, git, library_requirement, run
 
 BEFORE_THE_PACKAGE = "5ce4b2c"  # the template as it was before the package, with seven declared ops
 OPS = {
@@ -99,7 +98,7 @@ def test_an_old_project_with_seven_ops_and_an_edited_vendored_file_migrates(tmp_
         assert not (project / path).exists(), path
     assert "tests/conftest.py: replaced with the `device` fixture" in report
     assert "torchscript" not in (project / "tests" / "test_local_max.py").read_text(encoding="utf-8")
-    assert LIBRARY_REQUIREMENT.format(extra="") in (project / "pyproject.toml").read_text(encoding="utf-8")
+    assert library_requirement() in (project / "pyproject.toml").read_text(encoding="utf-8")
     modules = sorted(re.findall(r"src/own_ops/(\w+)\.py: (\w+) makes parameters or buffers", report))
     assert modules == sorted((op, cls) for op, (cls, _) in RESETS.items())
     no_private = r"come from the private module"
@@ -145,6 +144,11 @@ OP_MODULE = """
 from ._boundary import ArrayBackend, run_kernel
 from ._op_factory import declare_op
 
+try:
+    from ._boundary import CUPY  # indented, in a try
+except ImportError:
+    CUPY = None
+
 
 def swapped_kernel(backend: ArrayBackend, weight, x):
     return x * weight
@@ -157,7 +161,7 @@ swapped_declared = declare_op(
 TEST_MODULE = """
 from tests.contract import OpContract
 from tests.helpers import (
-    assert_matches,
+    assert_matches,  # compare (values and grads)
     needs_cupy,
     round_trip,  # a private helper
 )
@@ -165,7 +169,12 @@ from benchmarks.compare import main
 
 
 class TestContract(OpContract):
+    samples = ()
     torchscript = False
+
+
+def test_scripted():
+    torchscript = torch.jit.script  # the user's own name, which stays
 """
 
 
@@ -174,7 +183,8 @@ def small_project(tmp_path: Path) -> Path:
         tmp_path,
         {
             ".cookiecutter.yaml": ANSWERS,
-            "pyproject.toml": '[project]\ndependencies = ["torch>=2.9"]\n',
+            "pyproject.toml": '[project]\ndependencies = [\n    "pooch[progress]>=1.8",  # a ] in a comment\n]\n'
+            '[project.optional-dependencies]\ntest = ["pytest>=8", "hypothesis"]\n',
             "src/acme/__init__.py": "",
             "src/acme/swapped.py": OP_MODULE,
             "src/acme/_boundary.py": "# not a version the template ever generated\n",
@@ -189,18 +199,24 @@ def test_imports_become_the_public_api_and_private_names_are_reported(tmp_path):
     op = (project / "src/acme/swapped.py").read_text(encoding="utf-8")
     assert "from torch_scipy_op import ArrayBackend\nfrom torch_scipy_op._boundary import run_kernel\n" in op
     assert "from torch_scipy_op import declare_op\n" in op
+    assert "try:\n    from torch_scipy_op._boundary import CUPY  # indented, in a try\nexcept" in op
     test = (project / "tests/test_swapped.py").read_text(encoding="utf-8")
     assert "from torch_scipy_op.testing import OpContract\n" in test
     assert "from torch_scipy_op.testing import assert_matches, needs_cupy\n" in test
-    assert "from torch_scipy_op.testing._helpers import round_trip  # a private helper\n" in test
+    assert "from torch_scipy_op.testing._helpers import round_trip  # compare (values and grads) # a private" in test
     assert "from torch_scipy_op.testing.benchmark import main\n" in test
-    assert "torchscript" not in test
+    assert "    torchscript = False\n" not in test
+    assert "    torchscript = torch.jit.script  # the user's own name, which stays\n" in test
     assert "src/acme/swapped.py: run_kernel come from the private module torch_scipy_op._boundary" in report
     assert "tests/test_swapped.py: round_trip come from the private module torch_scipy_op.testing._helpers" in report
     assert "src/acme/_boundary.py was changed since the template generated it, so it stays" in report
     assert (project / "src/acme/_boundary.py").is_file()
-    pyproject = (project / "pyproject.toml").read_text(encoding="utf-8")
-    assert f'dependencies = ["torch>=2.9", "{LIBRARY_REQUIREMENT.format(extra="")}"]' in pyproject
+    pyproject = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    assert pyproject["dependencies"] == [library_requirement(), "pooch[progress]>=1.8"]
+    assert pyproject["optional-dependencies"]["test"] == [library_requirement("testing"), "pytest>=8", "hypothesis"]
+    again = str(migrate.migrate(project))  # a second run finds nothing more to do
+    assert "imports from torch_scipy_op in" not in again
+    assert "conftest" not in again
 
 
 def test_a_forward_kernel_bound_by_position_is_flagged(tmp_path):
@@ -219,6 +235,25 @@ def test_a_dry_run_changes_nothing(tmp_path):
     assert {p: p.read_bytes() for p in project.rglob("*") if p.is_file()} == before
 
 
+def test_a_changed_conftest_stays_with_its_imports_rewritten(tmp_path):
+    project = small_project(tmp_path)
+    write(project, {"tests/conftest.py": "from tests.helpers import needs_cuda\n\nMINE = 1\n"})
+    report = str(migrate.migrate(project))
+    assert "tests/conftest.py was changed since the template generated it, so it stays, with its imports " in report
+    assert "the op tests need its `device` fixture" in report
+    conftest = (project / "tests/conftest.py").read_text(encoding="utf-8")
+    assert conftest == "from torch_scipy_op.testing import needs_cuda\n\nMINE = 1\n"
+
+
+def test_a_file_that_does_not_parse_stops_it_before_anything_changes(tmp_path):
+    project = small_project(tmp_path)
+    write(project, {"tests/test_broken.py": "def broken(:\n"})
+    before = {p: p.read_bytes() for p in project.rglob("*") if p.is_file()}
+    with pytest.raises(SystemExit, match=r"migrate: tests/test_broken.py does not parse .*nothing was changed"):
+        migrate.migrate(project)
+    assert {p: p.read_bytes() for p in project.rglob("*") if p.is_file()} == before
+
+
 def test_a_folder_that_is_not_a_generated_project_is_refused(tmp_path):
     with pytest.raises(SystemExit, match=r"migrate: PATH must be a project generated by the template, with its "):
         migrate.migrate(tmp_path)
@@ -227,7 +262,7 @@ def test_a_folder_that_is_not_a_generated_project_is_refused(tmp_path):
 def test_what_the_migration_writes_is_what_the_template_generates():
     """The requirement and the conftest.py it writes are the template's, and its fingerprints of the vendored
     files are up to date with this repository's history."""
-    assert migrate._REQUIREMENT == LIBRARY_REQUIREMENT
+    assert migrate._REQUIREMENT.format(extra="") == library_requirement()
     conftest = REPO / "{{cookiecutter.project_slug}}" / "tests" / "conftest.py"
     assert conftest.read_text(encoding="utf-8") == migrate._CONFTEST
     run(sys.executable, "scripts/vendored_hashes.py", "--check", cwd=REPO)

@@ -13,10 +13,12 @@ import torch
 import torch_scipy_op
 import torch_scipy_op.testing
 from packaging.requirements import Requirement
+from packaging.version import Version
 from torch_scipy_op.testing import check
 
 from reference import bad_fft, my_op
-from torch_scipy_op_template import library_requirement
+
+from tests.test_template import library_requirement
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -43,6 +45,10 @@ def test_generated_projects_admit_this_checkout():
     assert requirement.name == "torch-scipy-op"
     assert requirement.extras == {"testing"}
     assert requirement.specifier.contains(torch_scipy_op.__version__, prereleases=True), torch_scipy_op.__version__
+    # A bound that names a development release admits pre-releases (0.1.1rc1) for every user: fine before the first
+    # release, where builds from a checkout are all there is; a release must require releases.
+    if not Version(torch_scipy_op.__version__).is_devrelease:
+        assert not any(Version(s.version).is_prerelease for s in requirement.specifier), requirement
 
 
 def test_the_readme_example_is_a_short_plain_script():
@@ -152,3 +158,21 @@ def test_the_package_type_checks(tmp_path):
         [sys.executable, "-m", "mypy", "--cache-dir", str(tmp_path)], cwd=REPO, capture_output=True, text=True
     )
     assert result.returncode == 0, result.stdout
+
+
+def test_the_contract_refuses_an_attribute_it_does_not_read():
+    from torch_scipy_op.testing import OpContract
+
+    with pytest.raises(
+        TypeError, match=r"^TestContract: half_precison is not an attribute OpContract reads; it reads op,"
+    ):
+
+        class TestContract(OpContract):
+            half_precison = False
+
+    class TestOwn(OpContract):  # methods of its own, and pytest's marks, are the subclass's to have
+        pytestmark = pytest.mark.slow
+        half_precision = False
+
+        def test_of_its_own(self):
+            pass

@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
-from torch_scipy_op._boundary import NUMPY
+from torch_scipy_op import NUMPY
 from torch_scipy_op.testing import OpContract, assert_matches, randn, tolerances
 
 from reference import ScipyConv2d, scipy_conv2d

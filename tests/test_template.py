@@ -22,10 +22,19 @@ from cookiecutter.prompt import prompt_for_config
 from markdown_it import MarkdownIt
 
 from scripts.compat import declared_floor
-from torch_scipy_op_template import STARTERS, library_requirement
+from torch_scipy_op_template import STARTERS
 
 REPO = Path(__file__).resolve().parents[1]
 UNRENDERED = re.compile(r"\{\{\s*cookiecutter|\{%|\{#")
+
+
+def library_requirement(extra: str = "") -> str:
+    """The requirement on torch-scipy-op that generated projects declare, with `extra`: the template's
+    pyproject.toml states it, in text (a variable of the template's extension would reach `cruft update`
+    from an older copy of it)."""
+    text = (REPO / "{{cookiecutter.project_slug}}" / "pyproject.toml").read_text(encoding="utf-8")
+    requirement = re.search(r'^dependencies = \[.*"(torch-scipy-op[^"]*)"\]$', text, re.M).group(1)
+    return requirement.replace("torch-scipy-op", f"torch-scipy-op[{extra}]" if extra else "torch-scipy-op")
 
 
 def render(output_dir: Path, **answers) -> Path:

@@ -11,7 +11,7 @@ change in any release.
 
 from importlib.metadata import PackageNotFoundError, version
 
-from ._boundary import FLOAT_DTYPES, ArrayBackend, host_round_trip
+from ._boundary import FLOAT_DTYPES, NUMPY, ArrayBackend, host_round_trip
 from ._checks import (
     STRICT_CHECKS_VARIABLE,
     check_float,
@@ -31,6 +31,7 @@ except PackageNotFoundError:  # a source tree on sys.path, not installed
 
 __all__ = [
     "FLOAT_DTYPES",
+    "NUMPY",
     "STRICT_CHECKS_VARIABLE",
     "ArrayBackend",
     "DeclaredOp",

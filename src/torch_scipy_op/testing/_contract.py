@@ -127,6 +127,9 @@ def one_process_group():
 
 
 class OpContract:
+    """One pytest suite that every declared op keeps: subclass it as `class TestContract(OpContract)` and set
+    `op`, `native` and `samples` (and any optional attribute); the module's description says what each is."""
+
     op: Callable[..., Any]
     native: Callable[..., Any]
     samples: Sequence[dict[str, Any]]
@@ -141,6 +144,23 @@ class OpContract:
     module_input_domain: Callable[[torch.Tensor], torch.Tensor] | None = None
     half_precision: bool = True
     tolerances: ClassVar[dict[torch.dtype, dict[str, float]]] = {}
+
+    def __init_subclass__(cls, **kwargs):
+        """Refuses a value the contract does not read (a misspelt `half_precison`, a `torchscript` it dropped),
+        which would otherwise pass unnoticed; methods, such as tests of the op's own, are the subclass's own."""
+        super().__init_subclass__(**kwargs)
+        known = {*OpContract.__annotations__, "pytestmark"}
+        unknown = [
+            name
+            for name, value in vars(cls).items()
+            if not name.startswith("_") and name not in known and not callable(value)
+            and not isinstance(value, (staticmethod, classmethod, property))
+        ]  # fmt: skip
+        if unknown:
+            raise TypeError(
+                f"{cls.__name__}: {', '.join(unknown)} is not an attribute OpContract reads; "
+                f"it reads {', '.join(OpContract.__annotations__)}"
+            )
 
     # ------------------------------------------------------------------
     # The fixtures of the contract's checks; they apply to nothing else.
