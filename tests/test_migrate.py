@@ -13,7 +13,7 @@ import pytest
 import tomllib
 from torch_scipy_op import migrate
 
-from tests.test_template import REPO, commit_all, git, library_requirement, run
+from tests.test_template import CRUFT, REPO, clone_of_this_template, commit_all, git, library_requirement, run
 
 BEFORE_THE_PACKAGE = "5ce4b2c"  # the template as it was before the package, with seven declared ops
 OPS = {
@@ -266,3 +266,34 @@ def test_what_the_migration_writes_is_what_the_template_generates():
     conftest = REPO / "{{cookiecutter.project_slug}}" / "tests" / "conftest.py"
     assert conftest.read_text(encoding="utf-8") == migrate._CONFTEST
     run(sys.executable, "scripts/vendored_hashes.py", "--check", cwd=REPO)
+
+
+@pytest.mark.slow
+def test_cruft_update_brings_a_project_of_before_the_package_onto_it(tmp_path):
+    """A project made with `cruft create` before the package takes it with `cruft update`, as any template change:
+    the vendored files go, the requirement comes, and its suite passes on the package."""
+    template = template_before_the_package(tmp_path)
+    git("init", "-q", cwd=template)
+    commit_all(template, "before the package")
+    out = tmp_path / "out"
+    create = [
+        "create",
+        "--no-input",
+        str(template),
+        "--output-dir",
+        str(out),
+        "--extra-context",
+        '{"starter": "blank"}',
+    ]
+    run(CRUFT, *create, cwd=tmp_path)
+    project = out / "my-scipy-op"
+    git("init", "-q", cwd=project)
+    commit_all(project, "generated")
+    git("rm", "-rq", ".", cwd=template)
+    clone_of_this_template(template)  # the template as it is now, as its next commit
+    run(CRUFT, "update", "-y", cwd=project)
+    assert not (project / "src" / "my_scipy_op" / "_op_factory.py").exists()
+    assert not (project / "tests" / "contract.py").exists()
+    assert library_requirement() in (project / "pyproject.toml").read_text(encoding="utf-8")
+    result = suite(project)
+    assert re.fullmatch(r"\d+ passed in .*", result.stdout.strip().splitlines()[-1]), result.stdout[-3000:]
