@@ -46,11 +46,12 @@ OPS = {
 STARTERS = {"fft": ("bad_fft", "BadFFT"), "conv2d": ("scipy_conv2d", "ScipyConv2d")}
 
 
-def add_op(project: Path, op: str, module: str) -> None:
-    """What the user does: an op module, its tests, its benchmark, and the op exported from the package."""
+def add_op(project: Path, op: str, module: str, declared: Path = DECLARED_OPS) -> None:
+    """What the user does: an op module, its tests, its benchmark, and the op exported from the package; from
+    `declared`, this repository's declared_ops or an older copy of it."""
     package = project / "src" / "own_ops"
-    shutil.copyfile(DECLARED_OPS / "ops" / f"{op}.py", package / f"{op}.py")
-    shutil.copyfile(DECLARED_OPS / "tests" / f"{op}.py", project / "tests" / f"test_{op}.py")
+    shutil.copyfile(declared / "ops" / f"{op}.py", package / f"{op}.py")
+    shutil.copyfile(declared / "tests" / f"{op}.py", project / "tests" / f"test_{op}.py")
     blank_benchmark = (project / "benchmarks" / "bench_my_op.py").read_text(encoding="utf-8")
     (project / "benchmarks" / f"bench_{op}.py").write_text(blank_benchmark.replace("my_op", op), encoding="utf-8")
     init = package / "__init__.py"

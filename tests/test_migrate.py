@@ -2,7 +2,6 @@
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tarfile
@@ -13,18 +12,19 @@ import pytest
 import tomllib
 from torch_scipy_op import migrate
 
-from tests.test_template import CRUFT, REPO, clone_of_this_template, commit_all, git, library_requirement, run
+from tests.test_declared_ops import OPS, add_op
+from tests.test_template import (
+    CRUFT,
+    REPO,
+    clone_of_this_template,
+    commit_all,
+    cruft_create,
+    git,
+    library_requirement,
+    run,
+)
 
 BEFORE_THE_PACKAGE = "5ce4b2c"  # the template as it was before the package, with seven declared ops
-OPS = {
-    "log_cosh": "LogCosh",
-    "fir_filter": "FirFilter",
-    "local_max": "LocalMax",
-    "mean_and_var": "MeanAndVar",
-    "normalize": "Normalize",
-    "masked_scale": "MaskedScale",
-    "solve_lower": "SolveLower",
-}
 # What the user writes after the migration's report: a reset_parameters() for each module it names, which
 # deferred initialisation (a contract check the package added) needs, called at the end of __init__ (which in
 # these modules comes just before forward).
@@ -59,14 +59,9 @@ def old_project_with_seven_ops(tmp_path: Path) -> Path:
     answers = ["starter=blank", "project_slug=own-ops", "package_name=own_ops"]
     run(sys.executable, "-m", "cookiecutter", str(template), "--no-input", "-o", str(out), *answers, cwd=tmp_path)
     project, declared = out / "own-ops", template / "tests" / "declared_ops"
-    init = project / "src" / "own_ops" / "__init__.py"
-    benchmark = (project / "benchmarks" / "bench_my_op.py").read_text(encoding="utf-8")
     for op, module in OPS.items():
-        shutil.copyfile(declared / "ops" / f"{op}.py", project / "src" / "own_ops" / f"{op}.py")
-        shutil.copyfile(declared / "tests" / f"{op}.py", project / "tests" / f"test_{op}.py")
-        (project / "benchmarks" / f"bench_{op}.py").write_text(benchmark.replace("my_op", op), encoding="utf-8")
-        exports = f'\nfrom .{op} import {module}, {op}\n\n__all__ = [\n    "{module}",\n    "{op}",\n'
-        init.write_text(init.read_text(encoding="utf-8").replace("\n__all__ = [\n", exports), encoding="utf-8")
+        if (declared / "ops" / f"{op}.py").is_file():  # the seven it held
+            add_op(project, op, module, declared)
     return project
 
 
@@ -275,18 +270,7 @@ def test_cruft_update_brings_a_project_of_before_the_package_onto_it(tmp_path):
     template = template_before_the_package(tmp_path)
     git("init", "-q", cwd=template)
     commit_all(template, "before the package")
-    out = tmp_path / "out"
-    create = [
-        "create",
-        "--no-input",
-        str(template),
-        "--output-dir",
-        str(out),
-        "--extra-context",
-        '{"starter": "blank"}',
-    ]
-    run(CRUFT, *create, cwd=tmp_path)
-    project = out / "my-scipy-op"
+    project = cruft_create(template, tmp_path / "out", "blank")
     git("init", "-q", cwd=project)
     commit_all(project, "generated")
     git("rm", "-rq", ".", cwd=template)

@@ -600,6 +600,15 @@ def commit_all(repo: Path, message: str) -> None:
 CRUFT = str(Path(sys.executable).with_name("cruft"))  # the console script beside this Python
 
 
+def cruft_create(template: Path, out: Path, starter: str) -> Path:
+    """A project of `starter`, with the default names, made by `cruft create` from `template` into `out`."""
+    extra = json.dumps({"starter": starter})
+    run(
+        CRUFT, "create", "--no-input", str(template), "--output-dir", str(out), "--extra-context", extra, cwd=out.parent
+    )
+    return out / "my-scipy-op"
+
+
 def clone_of_this_template(template: Path) -> Path:
     """A git repository of this template's files (those git tracks, and new ones it does not ignore)."""
     listed = run("git", "ls-files", "--cached", "--others", "--exclude-standard", cwd=REPO).stdout.splitlines()
@@ -647,18 +656,7 @@ def test_cruft_update_brings_a_template_change_into_projects(tmp_path):
     template = clone_of_this_template(tmp_path / "template")
     cruft = [CRUFT]
     out = tmp_path / "out"
-    run(
-        *cruft,
-        "create",
-        "--no-input",
-        str(template),
-        "--output-dir",
-        str(out),
-        "--extra-context",
-        '{"starter": "blank"}',
-        cwd=tmp_path,
-    )
-    created = out / "my-scipy-op"
+    created = cruft_create(template, out, "blank")
     linked = render(out, starter="conv2d", project_slug="linked")
     for project in (created, linked):
         git("init", "-q", cwd=project)
