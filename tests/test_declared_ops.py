@@ -1,8 +1,8 @@
-"""Eleven ops in one project, as a user gets there: the three starters, and eight ops declared from scratch.
+"""Twelve ops in one project, as a user gets there: the three starters, and nine ops declared from scratch.
 
 The project is the blank starter's; the fft and conv2d starters join it by the generated README's
 command (rendering into the project), which changes no file it already has but the exports. Then
-eight ops of shapes that the blank starter's (data, a broadcasting weight, a float) does not take
+nine ops of shapes that the blank starter's (data, a broadcasting weight, a float) does not take
 are added by hand, each an op module (declared_ops/ops/<op>.py, which becomes src/own_ops/<op>.py),
 its declaration into the contract (declared_ops/tests/<op>.py, which becomes tests/test_<op>.py)
 and its benchmark script, as the blank starter's:
@@ -14,7 +14,8 @@ and its benchmark script, as the blank starter's:
 - masked_scale: an optional tensor input;
 - solve_lower: a parameter first (a matrix), a bool that changes every derivative, the output that its
   derivatives take;
-- gammainc: an input with no derivative (declared nondifferentiable), positive inputs.
+- gammainc: an input with no derivative (declared nondifferentiable), positive inputs;
+- sparse_matmul: a Python object (a scipy.sparse operator, as an Opaque) held by its module.
 declared_ops/ruff.toml lints those files here as the generated project lints them.
 """
 
@@ -42,6 +43,7 @@ OPS = {
     "masked_scale": "MaskedScale",
     "solve_lower": "SolveLower",
     "gammainc": "GammaInc",
+    "sparse_matmul": "SparseLinear",
 }
 STARTERS = {"fft": ("bad_fft", "BadFFT"), "conv2d": ("scipy_conv2d", "ScipyConv2d")}
 
@@ -84,7 +86,7 @@ def test_every_declared_op_in_one_project_passes_its_whole_suite(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(project / "src")}
     start = time.perf_counter()
     result = run(sys.executable, "-m", "pytest", "-q", "-rA", "-p", "no:cacheprovider", cwd=project, env=env)
-    print(f"eleven ops' suite: {result.stdout.splitlines()[-1]} ({time.perf_counter() - start:.0f} s)")
+    print(f"the ops' suite: {result.stdout.splitlines()[-1]} ({time.perf_counter() - start:.0f} s)")
     assert_suite_passes(result, at_least=600)
     # The contract can fail: a jvp that is wrong only with unit_diagonal, as a user might write it, fails the
     # comparison with native on the sample that sets it.

@@ -23,6 +23,7 @@ from ._checks import (
     strict_checks,
 )
 from ._op_factory import DeclaredOp, declare_op
+from ._opaque import Opaque
 
 try:
     __version__ = version("torch-scipy-op")
@@ -35,6 +36,7 @@ __all__ = [
     "STRICT_CHECKS_VARIABLE",
     "ArrayBackend",
     "DeclaredOp",
+    "Opaque",
     "__version__",
     "check_float",
     "check_image",

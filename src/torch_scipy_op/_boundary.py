@@ -27,6 +27,8 @@ import scipy
 import scipy.fft  # imported now: every FFT op needs it, and the first call should not pay
 import torch
 
+from ._opaque import Opaque
+
 # Below this many elements, a second FFT thread costs more than it saves.
 _MIN_ELEMENTS_PER_FFT_THREAD = 1 << 17
 
@@ -129,7 +131,7 @@ def run_kernel(kernel: Kernel, *args: Any) -> Any:
     """Calls `kernel(backend, *args)` with each tensor in `args` as an array, and returns its result as tensors.
 
     `args` are tensors, which share one device, and plain values (a float, int, bool or
-    str hyperparameter), which reach the kernel as they are. The kernel returns an
+    str hyperparameter), which reach the kernel as they are, an Opaque as its object. The kernel returns an
     array, or a tuple of arrays; run_kernel returns a tensor, or a tuple of tensors, of
     exactly their shapes (0-d included), on the tensors' device. float16 and bfloat16
     tensors are computed in float32; when the first tensor is one, float results are
@@ -148,14 +150,19 @@ def run_kernel(kernel: Kernel, *args: Any) -> Any:
     if first.is_cuda and CUPY is not None and _use_cupy.get():
         return _run_on_cupy(kernel, first.device, args)
     if first.is_cpu:
-        arrays = [_host_array(a) if isinstance(a, torch.Tensor) else a for a in args]
+        arrays = [_host_array(a) if isinstance(a, torch.Tensor) else _plain(a) for a in args]
     else:
         _warn_round_trip(kernel, first.device)
-        arrays = [_host_array(a.detach().cpu()) if isinstance(a, torch.Tensor) else a for a in args]
+        arrays = [_host_array(a.detach().cpu()) if isinstance(a, torch.Tensor) else _plain(a) for a in args]
     with np.errstate(all="ignore"):
         result = kernel(NUMPY, *arrays)
     tensors = _map(lambda r: _new_tensor(np, kernel, r), _arrays(np, kernel, result))
     return tensors if first.is_cpu else _map(lambda t: t.to(first.device), tensors)
+
+
+def _plain(a: Any) -> Any:
+    """A plain argument as kernels get it: an Opaque's object, any other value itself."""
+    return a.value if isinstance(a, Opaque) else a
 
 
 def _in_float32(a: Any) -> Any:
@@ -167,7 +174,7 @@ def _run_on_cupy(kernel: Kernel, device: torch.device, args: tuple[Any, ...]) ->
     stream = torch.cuda.current_stream(device)
     with cupy.cuda.Device(device.index), _cupy_stream(stream.cuda_stream, stream.device_index):
         # DLPack, unlike Tensor.numpy(), leaves the input's storage resizable.
-        arrays = [cupy.from_dlpack(_aligned(a.detach())) if isinstance(a, torch.Tensor) else a for a in args]
+        arrays = [cupy.from_dlpack(_aligned(a.detach())) if isinstance(a, torch.Tensor) else _plain(a) for a in args]
         return _map(lambda r: _new_tensor(cupy, kernel, r, device), _arrays(cupy, kernel, kernel(CUPY, *arrays)))
 
 

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from ._boundary import FLOAT_DTYPES
+from ._opaque import Opaque
 
 # Tuples, not unions: torch.compile before 2.10 cannot trace isinstance with a union.
 _REAL_NUMBERS = (int, float, np.integer, np.floating, np.bool_)
@@ -75,7 +76,15 @@ def _tensor(op: str, name: str, value: Any) -> torch.Tensor:
     return value
 
 
-# Each schema type (as torch prints it) and how an argument of that type is taken.
+def _opaque(op: str, name: str, value: Any) -> Opaque:
+    if not isinstance(value, Opaque):
+        raise TypeError(
+            f"{op}: {name} must be a torch_scipy_op.Opaque, got {type(value).__name__}: pass Opaque(<the object>)"
+        )
+    return value
+
+
+# Each schema type (as torch prints it, but Opaque's) and how an argument of that type is taken.
 _TAKERS = {
     "Tensor": _tensor,
     "float": float_argument,
@@ -85,6 +94,7 @@ _TAKERS = {
     "List[SymInt]": _int_list,
     "bool": _bool,
     "str": _str,
+    "Opaque": _opaque,
 }
 
 

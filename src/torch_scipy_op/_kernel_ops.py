@@ -128,7 +128,7 @@ def broadcast_fake(returns: str) -> Callable[..., Any]:
     return fake
 
 
-def kernel_op(qualname: str, schema: str, kernel: Kernel, *, fake=None, vmap=None, verify=None):
+def kernel_op(qualname: str, schema: str, kernel: Kernel, *, fake=None, vmap=None, verify=None, eager_only=False):
     """Registers `kernel` as the operator `qualname` ("namespace::name"), and returns a function that calls it.
 
     `schema` is torch.library's, such as "(Tensor x, Tensor weight, float frequency) -> Tensor";
@@ -148,6 +148,8 @@ def kernel_op(qualname: str, schema: str, kernel: Kernel, *, fake=None, vmap=Non
     The returned function (its `op` attribute is the operator, torch.ops.<namespace>.<name>)
     skips the dispatcher where it would only call the implementation: see `_plain_eager_call`.
     `verify(args, results)`, where given, sees every computed result, and raises on a wrong one.
+    `eager_only`: every call runs the implementation itself, for arguments that this torch's
+    dispatcher cannot carry (an Opaque before torch 2.13); the op's caller refuses the rest.
     Defining `qualname` again replaces the operator (see `new_library`).
     """
     namespace, name = qualname.split("::")
@@ -198,7 +200,7 @@ def kernel_op(qualname: str, schema: str, kernel: Kernel, *, fake=None, vmap=Non
 
     def call(*args):
         # Compiled code must see the op; is_compiling() is first, so Dynamo reads no further.
-        if not torch.compiler.is_compiling() and _plain_eager_call(args):
+        if eager_only or (not torch.compiler.is_compiling() and _plain_eager_call(args)):
             return compute(*args)
         return op(*args)
 

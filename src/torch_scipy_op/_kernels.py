@@ -22,6 +22,7 @@ import torch
 
 from ._boundary import ArrayBackend, Kernel, _name
 from ._checks import _broadcast, strict
+from ._opaque import Opaque, kind
 
 if TYPE_CHECKING:
     from ._op_factory import DeclaredOp
@@ -207,6 +208,9 @@ def _on_meta(value: Any) -> Any:
 
 
 def _hashable(value: Any) -> Any:
+    """A plain value as a key of the fake's answers: an int[] as a tuple, an Opaque as its kind."""
+    if isinstance(value, Opaque):
+        return tuple(kind(value))
     return tuple(value) if isinstance(value, list) else value
 
 

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import functools
 import inspect
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from . import _opaque as opaque
 from ._boundary import Kernel
 from ._checks import check_tensors, schema_taker
 from ._derivatives import make_functions
@@ -65,7 +67,7 @@ class _Argument:
         """The type as a kernel op's schema spells it."""
         optional = self.type.startswith("Optional[")
         inner = self.type[len("Optional[") : -1] if optional else self.type
-        spelled = {"List[int]": "SymInt[]", "int": "SymInt"}.get(inner, inner)
+        spelled = {"List[int]": "SymInt[]", "int": "SymInt", "Opaque": opaque.SCHEMA_TYPE}.get(inner, inner)
         return spelled + ("?" if optional else "")
 
 
@@ -119,11 +121,21 @@ class DeclaredOp:
 
     def _read_schema(self) -> None:
         """The arguments and outputs, from the schema."""
-        parsed = torch._C.parse_schema(self.name + self.schema)
+        # torch's spelling of the Opaque type, and back: torch prints it as PyObject (or Any, before 2.13).
+        self.torch_schema = re.sub(r"\bOpaque\b", opaque.SCHEMA_TYPE, self.schema)
+        parsed = torch._C.parse_schema(self.name + self.torch_schema)
         self.arguments = tuple(
-            _Argument(a.name, str(a.type), a.default_value if a.has_default_value() else None, a.has_default_value())
+            _Argument(
+                a.name,
+                re.sub(r"\b(PyObject|Any)\b", "Opaque", str(a.type)),
+                a.default_value if a.has_default_value() else None,
+                a.has_default_value(),
+            )
             for a in parsed.arguments
         )
+        has_opaque = any(a.type in ("Opaque", "Optional[Opaque]") for a in self.arguments)
+        self.has_opaque = has_opaque
+        self.eager_only = has_opaque and not opaque.OPAQUE_SUPPORTED  # see _refuse_opaque_beyond_eager
         self.outputs = tuple(r.name or "result" for r in parsed.returns)
         if len(self.outputs) > 1 and not all(r.name for r in parsed.returns):
             raise ValueError(f"{self.name}: name every output of an op with several, as in -> (Tensor a, Tensor b)")
@@ -237,6 +249,8 @@ class DeclaredOp:
         _CURRENT[self.qualname] = self
         returns = ", ".join(["Tensor"] * (len(self.outputs) + len(self.saved)))
         returns = f"({returns})" if "," in returns else returns
+        if fake is not None and self.has_opaque:
+            fake = _with_real_objects(fake)
         fake = fake or broadcast_fake(returns)
         self.forward_check = ForwardCheck(self, kernels["forward"], fake)
         forward_schema = ", ".join(f"{a.kernel_type} {a.name}" for a in self.arguments)
@@ -248,6 +262,7 @@ class DeclaredOp:
                 fake=fake,
                 vmap=self._forward_vmap if batched else None,
                 verify=self.forward_check,
+                eager_only=self.eager_only,
             )
         }
         self.forward_check.op = self.kernel_ops["forward"].op
@@ -265,6 +280,7 @@ class DeclaredOp:
                 derivative_kernel(self, role, kernels[role], names[role]),
                 fake=functools.partial(_derivative_fake, n_before, n_targets),
                 vmap=functools.partial(_derivative_vmap, self, role) if batched and not self.parameters else None,
+                eager_only=self.eager_only,
             )
         self.function = make_functions(self)
         self._apply = function_applier(self.function)
@@ -297,6 +313,8 @@ class DeclaredOp:
                 "new one (import or define it again)"
             )
         args = self.bind(args, kwargs)
+        if self.eager_only:
+            self._refuse_opaque_beyond_eager()
         args = _autocast(args)
         tensors = [(a.name, t) for a, t in zip(self.arguments, args, strict=True) if isinstance(t, torch.Tensor)]
         if tensors:
@@ -308,6 +326,13 @@ class DeclaredOp:
         if not torch.compiler.is_compiling() and not _requires_grad(tensors) and _plain_eager_call(args):
             return self._public(self.kernel_ops["forward"](*args))
         return self._public(self._apply(*args))
+
+    def _refuse_opaque_beyond_eager(self) -> None:
+        """Where torch has no opaque objects, an Opaque argument is carried only by plain eager calls."""
+        if torch.compiler.is_compiling():
+            raise opaque.unsupported(self.name, "torch.compile or torch.export")
+        if torch_func_state() is not False:
+            raise opaque.unsupported(self.name, "torch.func transforms")
 
     def bind(self, args, kwargs) -> tuple:
         """Every argument by position, each taken as its schema type says, defaults filled in."""
@@ -349,6 +374,16 @@ class DeclaredOp:
         public = public_op(function)
         public.declared = self  # type: ignore[attr-defined]  # what the tests' contract reads
         return public
+
+
+def _with_real_objects(fake):
+    """`fake`, given each Opaque itself where tracing hands it a stand-in: its kind is what compiled code guards."""
+
+    @functools.wraps(fake)
+    def with_real_objects(*args):
+        return fake(*map(opaque.real, args))
+
+    return with_real_objects
 
 
 def _requires_grad(tensors) -> bool:
@@ -583,6 +618,6 @@ def _register_public(declared: DeclaredOp):
         return declared(*args)
 
     library = new_library(declared.qualname)
-    library.define(declared.name + declared.schema)
+    library.define(declared.name + declared.torch_schema)
     library.impl(declared.name, through_the_dispatcher, "CompositeImplicitAutograd")
     return getattr(getattr(torch.ops, declared.namespace), declared.name).default
