@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from . import _dtensor
 from . import _opaque as opaque
 from ._boundary import Kernel
 from ._checks import check_tensors, schema_taker
@@ -97,7 +98,7 @@ class DeclaredOp:
         self.namespace, self.name = qualname.split("::")
         self.saved, self.parameters = tuple(saved), tuple(parameters)
         self.nondifferentiable = tuple(nondifferentiable)
-        self.check, self.third_derivatives_are_zero = check, third_derivatives_are_zero
+        self.check, self.third_derivatives_are_zero, self.batched = check, third_derivatives_are_zero, batched
         self._read_schema()
         kernels = {"forward": forward, "backward": backward, "jvp": jvp, "curvature": curvature}
         self.roles = tuple(role for role in ("backward", "jvp", "curvature") if kernels[role] is not None)
@@ -313,6 +314,8 @@ class DeclaredOp:
                 "new one (import or define it again)"
             )
         args = self.bind(args, kwargs)
+        if _dtensor.DTensor is not None and any(isinstance(a, _dtensor.DTensor) for a in args):
+            return _dtensor.run_sharded(self, args)
         if self.eager_only:
             self._refuse_opaque_beyond_eager()
         args = _autocast(args)
