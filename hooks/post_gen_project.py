@@ -81,8 +81,10 @@ def export_the_op() -> bool:
     if not relative or body.index(relative[-1]) - body.index(relative[0]) != len(relative) - 1:
         refuse("its relative imports (`from . import ...`) are not one block")
     listed = len(exports) == 1 and isinstance(exports[0].value, ast.List | ast.Tuple)
-    if not listed or exports[0].lineno < relative[-1].lineno:
-        refuse("it has no `__all__ = [...]` after its imports")
+    if not listed or not all(isinstance(name, ast.Constant) for name in exports[0].value.elts):
+        refuse("it has no `__all__ = [...]` that lists names as strings")
+    if exports[0].lineno < relative[-1].lineno:
+        refuse("its `__all__` comes before its imports")
     modules: dict[str, set[str]] = {}
     for node in relative:
         modules.setdefault(node.module or "", set()).update(ast.unparse(alias) for alias in node.names)
@@ -90,13 +92,13 @@ def export_the_op() -> bool:
         return False
     modules.setdefault("", set()).add(OP)
     modules.setdefault(OP, set()).add(CLASS)
-    names = {ast.literal_eval(element) for element in exports[0].value.elts} | {CLASS, OP}
+    names = {str(name.value) for name in exports[0].value.elts} | {CLASS, OP}
     brackets = "[]" if isinstance(exports[0].value, ast.List) else "()"
-    listed = "".join(f'    "{name}",\n' for name in sorted(names, key=lambda name: (kind(name), Natural(name))))
+    entries = "".join(f'    "{name}",\n' for name in sorted(names, key=lambda name: (kind(name), Natural(name))))
     setting = re.search(r"^line-length\s*=\s*(\d+)", Path("pyproject.toml").read_text(encoding="utf-8"), re.M)
     lines = text.splitlines(keepends=True)
     # The later span first, so that the earlier one's line numbers still hold.
-    lines[span(lines, exports[0], exports[0])] = [f"__all__ = {brackets[0]}\n{listed}{brackets[1]}\n"]
+    lines[span(lines, exports[0], exports[0])] = [f"__all__ = {brackets[0]}\n{entries}{brackets[1]}\n"]
     lines[span(lines, relative[0], relative[-1])] = [imports(modules, int(setting.group(1)) if setting else 88)]
     PACKAGE_INIT.write_text("".join(lines), encoding="utf-8")
     return True

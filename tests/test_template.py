@@ -772,3 +772,17 @@ def test_an_added_op_has_its_own_readme_section_once(added_ops):
     assert "from acme_ops import Op10\nfrom acme_ops.op10 import op10\n" in code
     assert "op10(" in code
     assert "Op10(" in code
+
+
+def test_an_init_the_hook_cannot_edit_is_left_as_it_is_with_what_to_do(tmp_path):
+    project = render(tmp_path, starter="minimal", package_name="acme_ops")
+    init = project / "src/acme_ops/__init__.py"
+    init.write_text('from . import minimal_op\n\n__all__ = ["minimal_op", *minimal_op.__all__]\n', encoding="utf-8")
+    command = [*add_op_command((project / "README.md").read_text(encoding="utf-8")), "op_name=op2", "class_name=Op2"]
+    result = subprocess.run([sys.executable, "-m", *command], cwd=project, capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert (
+        "error: src/acme_ops/__init__.py: it has no `__all__ = [...]` that lists names as strings. Export the op by "
+        'hand: add `from . import op2` and `from .op2 import Op2`, and "Op2" and "op2" to __all__.'
+    ) in result.stderr
+    assert init.read_text(encoding="utf-8").startswith("from . import minimal_op\n\n")
