@@ -5,7 +5,9 @@ cookiecutter.json loads `StarterExtension`, which gives the template:
 - `starter_file(path)`: a file of this repository, with the starter's names
   (`reference`, the op and its class) replaced by the user's. The op, its tests
   and its benchmark thus live once, in reference/, tests/ and benchmarks/;
-- `starter_doc()`: the op module's docstring, for the generated README;
+- `starter_doc()`: the op module's docstring, for the generated README, whose
+  Usage is the starter's `reference/usage/<op>.py`;
+- `op_readme_section()`: the README section of an op added to a project;
 - `warnings_policy()`: the pytest `filterwarnings` of this repository's
   pyproject.toml, which generated projects share;
 - `template_repo`: this repository's absolute path, for the hooks;
@@ -44,6 +46,7 @@ STARTERS = {
     "fft": Starter("bad_fft", "BadFFT"),
     "conv2d": Starter("scipy_conv2d", "ScipyConv2d"),
     "blank": Starter("my_op", "MyOp"),
+    "minimal": Starter("minimal_op", "MinimalOp"),
 }
 REFERENCE_PACKAGE = "reference"
 MAX_NAME_LENGTH = 24
@@ -83,6 +86,14 @@ def starter_file(context, path: str) -> str:
 def starter_doc(context) -> str:
     """The docstring of the starter's op module, renamed."""
     return ast.get_docstring(ast.parse(starter_file(context, "reference/{op}.py")))
+
+
+@pass_context
+def op_readme_section(context) -> str:
+    """An added op's section of the project's README: its name, its module's summary line and its usage."""
+    usage = starter_file(context, "reference/usage/{op}.py")
+    summary = starter_doc(context).splitlines()[0]
+    return f"## {context['cookiecutter']['op_name']}\n\n{summary}\n\n```python\n{usage}\n```\n"
 
 
 def warnings_policy() -> str:
@@ -237,6 +248,7 @@ class StarterExtension(Extension):
         environment.globals.update(
             starter_file=starter_file,
             starter_doc=starter_doc,
+            op_readme_section=op_readme_section,
             warnings_policy=warnings_policy,
             template_repo=str(REPO),
         )

@@ -13,9 +13,8 @@ from torch.utils import benchmark
 from torch_scipy_op._boundary import NUMPY
 from torch_scipy_op.testing.benchmark import cases, compare, contenders, environment, fwd_bwd, parse_args
 
-from reference import bad_fft, scipy_conv2d
-from reference.bad_fft import bad_fft_backward_kernel, bad_fft_kernel
-from reference.scipy_conv2d import scipy_conv2d_kernel
+from reference.bad_fft import bad_fft, bad_fft_backward_kernel, bad_fft_kernel
+from reference.scipy_conv2d import scipy_conv2d, scipy_conv2d_kernel
 
 from benchmarks.tutorial_ops import tutorial_bad_fft, tutorial_scipy_conv2d
 from tests import test_bad_fft, test_scipy_conv2d

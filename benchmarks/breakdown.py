@@ -34,7 +34,9 @@ from torch_scipy_op import _boundary, _derivatives, _kernel_ops
 from torch_scipy_op.testing.benchmark import environment
 
 import reference
-from reference import bad_fft, my_op, scipy_conv2d
+from reference.bad_fft import bad_fft
+from reference.my_op import my_op
+from reference.scipy_conv2d import scipy_conv2d
 
 
 class _RecordOps(TorchDispatchMode):

@@ -25,7 +25,7 @@ import tomllib
 
 REPO = Path(__file__).resolve().parents[1]
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "torch-scipy-op" / "compat"
-STARTERS = ("fft", "conv2d", "blank")
+STARTERS = ("fft", "conv2d", "blank", "minimal")
 TEMPLATE = REPO / "{{cookiecutter.project_slug}}"
 
 

@@ -12,7 +12,7 @@ export PYTHONUNBUFFERED=1
 assert torch.cuda.is_available(), 'no CUDA GPU'
 print('torch', torch.__version__, '| CuPy', cupy.__version__, '| numpy', numpy.__version__, '| scipy', scipy.__version__, '|', torch.cuda.get_device_name())"
 timeout "${TEST_TIMEOUT:-240}" "$python" -m pytest -q -k cuda -p no:cacheprovider \
-    tests/test_boundary.py tests/test_bad_fft.py tests/test_scipy_conv2d.py tests/test_my_op.py
+    tests/test_boundary.py tests/test_bad_fft.py tests/test_scipy_conv2d.py tests/test_my_op.py tests/test_minimal_op.py
 timeout "${BENCH_TIMEOUT:-150}" "$python" -m benchmarks.bench_reference --device cuda --min-run-time "${MIN_RUN_TIME:-0.2}"
 timeout "${BENCH_TIMEOUT:-150}" "$python" -m benchmarks.breakdown --device cuda --rounds 3
 if [ -n "${BEFORE:-}" ]; then

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch_scipy_op.testing import OpContract, assert_matches, tolerances
 
-from reference import BadFFT, bad_fft
+from reference.bad_fft import BadFFT, bad_fft
 
 
 def native(x):

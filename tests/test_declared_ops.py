@@ -1,7 +1,8 @@
-"""Twelve ops in one project, as a user gets there: the three starters, and nine ops declared from scratch.
+"""Thirteen ops in one project, as a user gets there: the four starters, and nine ops declared from scratch.
 
-The project is the blank starter's; the fft and conv2d starters join it by the generated README's
-command (rendering into the project), which changes no file it already has but the exports. Then
+The project is the blank starter's; the fft, conv2d and minimal starters join it by the generated README's
+command (rendering into the project), which changes no file it already has but the exports, and appends
+the op's section to the README. Then
 nine ops of shapes that the blank starter's (data, a broadcasting weight, a float) does not take
 are added by hand, each an op module (declared_ops/ops/<op>.py, which becomes src/own_ops/<op>.py),
 its declaration into the contract (declared_ops/tests/<op>.py, which becomes tests/test_<op>.py)
@@ -45,7 +46,11 @@ OPS = {
     "gammainc": "GammaInc",
     "sparse_matmul": "SparseLinear",
 }
-STARTERS = {"fft": ("bad_fft", "BadFFT"), "conv2d": ("scipy_conv2d", "ScipyConv2d")}
+STARTERS = {
+    "fft": ("bad_fft", "BadFFT"),
+    "conv2d": ("scipy_conv2d", "ScipyConv2d"),
+    "minimal": ("minimal_op", "MinimalOp"),
+}
 
 
 def add_op(project: Path, op: str, module: str, declared: Path = DECLARED_OPS) -> None:
@@ -75,7 +80,10 @@ def test_every_declared_op_in_one_project_passes_its_whole_suite(tmp_path):
         result = run(sys.executable, "-m", *command, *names, cwd=project)
         assert f"Added own_ops.{op} and own_ops.{module}" in result.stdout  # not the next steps of a new project
         for path, content in before.items():  # nothing of the first ops or the project changes, but the exports
-            if path.name != "__init__.py":
+            if path.name == "README.md":  # and the README, which gains the op's section at its end
+                section = f"\n\n## {op}\n\n{module}: "
+                assert path.read_text(encoding="utf-8").startswith(content.decode().rstrip() + section), op
+            elif path.name != "__init__.py":
                 assert path.read_bytes() == content, path
     for op, module in OPS.items():
         add_op(project, op, module)
@@ -104,5 +112,5 @@ def test_every_declared_op_in_one_project_passes_its_whole_suite(tmp_path):
     assert wrong.returncode == 1, wrong.stdout
     assert re.search(r"1 failed, \d+ passed", wrong.stdout.splitlines()[-1]), wrong.stdout
     assert f"FAILED {check}[sample1-cpu]" in wrong.stdout
-    for op in ("my_op", "bad_fft", "scipy_conv2d", *OPS):
+    for op in ("my_op", *(op for op, _ in STARTERS.values()), *OPS):
         assert f"PASSED tests/test_{op}.py::TestContract::" in result.stdout, f"no contract test of {op} ran"

@@ -14,7 +14,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch_scipy_op.testing._helpers import SHARDINGS, assert_trains_like_native
 
-from reference import BadFFT, MyOp, ScipyConv2d
+from reference import BadFFT, MinimalOp, MyOp, ScipyConv2d
 
 
 def native_conv2d(module, x):
@@ -24,6 +24,7 @@ def native_conv2d(module, x):
 
 CASES = {
     "bad_fft": (BadFFT, lambda module, x: torch.fft.rfft2(x).abs()),
+    "minimal_op": (MinimalOp, lambda module, x: torch.special.erf(x)),
     "my_op": (lambda: MyOp(8, frequency=0.9), lambda module, x: module.weight * torch.sin(module.frequency * x)),
     "scipy_conv2d": (lambda: ScipyConv2d(3, 3), native_conv2d),
 }

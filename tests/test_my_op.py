@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch_scipy_op.testing import OpContract, assert_matches, randn
 
-from reference import MyOp, my_op
+from reference.my_op import MyOp, my_op
 
 
 def native(x, weight, frequency=1.0):

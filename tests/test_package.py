@@ -16,7 +16,8 @@ from packaging.requirements import Requirement
 from packaging.version import Version
 from torch_scipy_op.testing import check
 
-from reference import bad_fft, my_op
+from reference.bad_fft import bad_fft
+from reference.my_op import my_op
 
 from tests.test_template import library_requirement
 
@@ -120,7 +121,7 @@ def test_the_testing_module_changes_nothing_outside_the_contract(tmp_path):
             import pytest
             import torch._inductor.config
 
-            from reference import my_op
+            from reference.my_op import my_op
             from torch_scipy_op._checks import strict
             from torch_scipy_op.testing import OpContract
 

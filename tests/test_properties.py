@@ -10,7 +10,10 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reference import bad_fft, my_op, scipy_conv2d
+from reference.bad_fft import bad_fft
+from reference.minimal_op import minimal_op
+from reference.my_op import my_op
+from reference.scipy_conv2d import scipy_conv2d
 
 PROPERTY = settings(max_examples=120, deadline=None, derandomize=True)
 TOLERANCE = {
@@ -81,6 +84,14 @@ def test_bad_fft_matches_native(x):
     torch.testing.assert_close(bad_fft(x), in_dtype(native_bad_fft, x.dtype, x), **TOLERANCE[x.dtype])
     if x.dtype == torch.float64:
         assert_derivatives_match(bad_fft, native_bad_fft, x)
+
+
+@PROPERTY
+@given(x=images())
+def test_minimal_op_matches_native(x):
+    torch.testing.assert_close(minimal_op(x), in_dtype(torch.special.erf, x.dtype, x), **TOLERANCE[x.dtype])
+    if x.dtype == torch.float64:
+        assert_derivatives_match(minimal_op, torch.special.erf, x)
 
 
 @PROPERTY

@@ -15,7 +15,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from torch_scipy_op import NUMPY
 from torch_scipy_op.testing import OpContract, assert_matches, randn, tolerances
 
-from reference import ScipyConv2d, scipy_conv2d
+from reference.scipy_conv2d import ScipyConv2d, scipy_conv2d
 
 # The op's module: the package's `scipy_conv2d` is the function.
 op_module = importlib.import_module("reference.scipy_conv2d")

@@ -315,7 +315,8 @@ def test_the_package_type_checks(project, tmp_path):
     # What users' type checkers see: the op's own signature, not the decorator's (*args, **kwargs).
     names = custom_names(project.parent.name.rstrip("0123456789"))
     user = tmp_path / "user.py"
-    user.write_text(f"import {names['package_name']}\nreveal_type({names['package_name']}.{names['op_name']})\n")
+    package, op = names["package_name"], names["op_name"]
+    user.write_text(f"import {package}\nreveal_type({package}.{op}.{op})\n")  # the op's module, then its function
     mypy = (sys.executable, "-m", "mypy", "--cache-dir", str(tmp_path), "src", str(user))  # torch from the cache
     revealed = run(*mypy, cwd=project, env=env).stdout
     assert re.search(r'Revealed type is "def \(\w+: torch\._tensor\.Tensor.*\) -> torch\._tensor\.Tensor"', revealed)
@@ -640,7 +641,13 @@ def test_the_printed_add_an_op_and_cruft_link_commands_run_as_printed(address, t
     block = re.search(r"## Several ops\n.*?```bash\n(.*?)```", readme, re.DOTALL).group(1)
     (add,) = [line for line in block.splitlines() if line.startswith("cookiecutter ")]
     run(sys.executable, "-m", *shlex.split(add), cwd=project)
-    assert (project / "src/my_ops/my_second_op.py").is_file()
+    # The added op starts short, and the project's suite, the op's README section included, passes.
+    module, test = project / "src/my_ops/my_second_op.py", project / "tests/test_my_second_op.py"
+    assert len(module.read_text(encoding="utf-8").splitlines()) <= 60
+    assert len(test.read_text(encoding="utf-8").splitlines()) <= 40
+    env = {**os.environ, "PYTHONPATH": str(project / "src")}
+    result = run(sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", cwd=project, env=env)
+    assert_suite_passes(result, at_least=200)
     (link,) = re.findall(r"^#   (cruft link .*)$", (project / ".cookiecutter.yaml").read_text(encoding="utf-8"), re.M)
     git("init", "-q", cwd=project)
     commit_all(project, "generated")
@@ -688,3 +695,94 @@ def add_op_command(readme: str) -> list[str]:
     block = re.search(r"## Several ops\n.*?```bash\n(.*?)```", readme, re.DOTALL).group(1)
     (line,) = [line for line in block.splitlines() if line.startswith("cookiecutter ")]
     return [arg for arg in line.split() if "=" not in arg]  # without the example's starter and names
+
+
+# Ops added one by one to a project whose first op is `acme_first_op_of_24_chrs`, with names that the sorting
+# must place as ruff does: digits (op2 before op10), a class named like a CONSTANT, and long names, whose
+# `from . import` line ruff wraps.
+ADDED_OPS = {
+    "op10": "Op10",
+    "op2": "FFT",
+    "an_op_name_of_24_chars_a": "AClassNameOf24Characters",
+    "an_op_name_of_24_chars_b": "B",
+    "an_op_name_of_24_chars_c": "Op2",
+}
+
+
+def without_ruff(monkeypatch: pytest.MonkeyPatch, folder: Path) -> None:
+    """No ruff on PATH, and a `ruff` module that fails to import: as where the project's lint is not installed."""
+    folder.mkdir()
+    (folder / "ruff.py").write_text('raise ImportError("ruff is not installed here")\n', encoding="utf-8")
+    paths = os.environ.get("PYTHONPATH", "").split(os.pathsep)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(folder), *paths]))
+    on_path = os.environ["PATH"].split(os.pathsep)
+    monkeypatch.setenv("PATH", os.pathsep.join(p for p in on_path if not (Path(p) / "ruff").exists()))
+
+
+def add_an_op(project: Path, **answers) -> None:
+    """The generated README's add-an-op command, in this process: the template again, into the project, with its
+    saved answers, writing only the files it does not have."""
+    config = str(project / ".cookiecutter.yaml")
+    keep = {"overwrite_if_exists": True, "skip_if_file_exists": True}  # -f -s
+    cookiecutter(
+        str(REPO), no_input=True, output_dir=str(project.parent), config_file=config, extra_context=answers, **keep
+    )
+
+
+@pytest.fixture(scope="module")
+def added_ops(tmp_path_factory) -> Path:
+    """A project of the minimal starter with ADDED_OPS, each of another starter in turn, added without ruff; the
+    first of them twice."""
+    folder = tmp_path_factory.mktemp("added")
+    project = render(folder, starter="minimal", package_name="acme_ops", op_name="acme_first_op_of_24_chrs")
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        without_ruff(monkeypatch, folder / "no-ruff")
+        for i, (op, class_name) in enumerate([*ADDED_OPS.items(), ("op10", "Op10")]):
+            add_an_op(project, starter=list(STARTERS)[i % len(STARTERS)], op_name=op, class_name=class_name)
+    return project
+
+
+def test_an_added_op_is_exported_as_the_lint_sorts_without_ruff(added_ops):
+    init = added_ops / "src/acme_ops/__init__.py"
+    run(sys.executable, "-m", "ruff", "check", "--no-cache", "--select", "I,RUF022", str(init), cwd=added_ops)
+    run(sys.executable, "-m", "ruff", "format", "--check", "--no-cache", str(init), cwd=added_ops)
+    text = init.read_text(encoding="utf-8")
+    assert "from . import (\n" in text  # the long line is wrapped
+    exports = re.search(r"__all__ = \[(.*?)\]", text, re.S).group(1)
+    expected = {"acme_first_op_of_24_chrs", "MinimalOp"} | ADDED_OPS.keys() | set(ADDED_OPS.values())
+    assert sorted(re.findall(r'"(\w+)"', exports)) == sorted(expected)
+
+
+def test_an_op_module_imports_as_its_module(added_ops):
+    """`import <package>.<op> as m` gives the op's module, for the first op and an added one, and the function
+    is in it."""
+    ops = ["acme_first_op_of_24_chrs", "op10"]
+    code = "import inspect\n" + "".join(
+        f"import acme_ops.{op} as m\nassert inspect.ismodule(m), m\nassert callable(m.{op})\n" for op in ops
+    )
+    run(sys.executable, "-c", code, cwd=added_ops, env={**os.environ, "PYTHONPATH": str(added_ops / "src")})
+
+
+def test_an_added_op_has_its_own_readme_section_once(added_ops):
+    readme = (added_ops / "README.md").read_text(encoding="utf-8")
+    assert readme.count("\n## op10\n") == 1  # added twice
+    section = readme.split("\n## op10\n")[1].split("\n## ")[0]
+    assert section.startswith("\nOp10: ")  # its module's summary
+    (code,) = re.findall(r"```python\n(.*?)```", section, re.S)
+    assert "from acme_ops import Op10\nfrom acme_ops.op10 import op10\n" in code
+    assert "op10(" in code
+    assert "Op10(" in code
+
+
+def test_an_init_the_hook_cannot_edit_is_left_as_it_is_with_what_to_do(tmp_path):
+    project = render(tmp_path, starter="minimal", package_name="acme_ops")
+    init = project / "src/acme_ops/__init__.py"
+    init.write_text('from . import minimal_op\n\n__all__ = ["minimal_op", *minimal_op.__all__]\n', encoding="utf-8")
+    command = [*add_op_command((project / "README.md").read_text(encoding="utf-8")), "op_name=op2", "class_name=Op2"]
+    result = subprocess.run([sys.executable, "-m", *command], cwd=project, capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert (
+        "error: src/acme_ops/__init__.py: it has no `__all__ = [...]` that lists names as strings. Export the op by "
+        'hand: add `from . import op2` and `from .op2 import Op2`, and "Op2" and "op2" to __all__.'
+    ) in result.stderr
+    assert init.read_text(encoding="utf-8").startswith("from . import minimal_op\n\n")

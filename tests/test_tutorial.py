@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from reference import bad_fft, scipy_conv2d
+from reference.bad_fft import bad_fft
+from reference.scipy_conv2d import scipy_conv2d
 
 from benchmarks.tutorial_ops import TutorialBadFFTFunction, tutorial_bad_fft, tutorial_scipy_conv2d
 
