@@ -431,6 +431,15 @@ def declare_op(
 
     The schema is `torch.library`'s: `Tensor`, `Tensor?`, `float`, `int`, `int[]`, `bool`, `str`,
     with defaults, and named outputs (`-> (Tensor mean, Tensor var)`) where there are several.
+    `Opaque` carries any Python object (a scipy.sparse matrix, a factorisation): the caller passes
+    `Opaque(obj)`, kernels get `obj`, and a check or fake reads its `shape` and `dtype` (see
+    `Opaque`: torch 2.13 or newer carries it through compile, export and torch.func; older torch
+    through plain eager calls only).
+
+    **DTensor.** An op declared `batched=True` takes DTensors on a one-dimensional mesh: data
+    sharded on a batch dim (`Shard(0)`) or replicated, parameters replicated. It runs on each
+    process's shard, with native's placements (a replicated weight's gradient over sharded data
+    is a partial sum, `Partial()`). Other ops and placements refuse, with what to do.
 
     **What a kernel takes.** Kernels are plain functions of arrays (NumPy on the CPU, CuPy on CUDA)
     and plain values. The first parameter is `backend` (an `ArrayBackend`: `backend.xp` is numpy
