@@ -150,17 +150,17 @@ def run_kernel(kernel: Kernel, *args: Any) -> Any:
     if first.is_cuda and CUPY is not None and _use_cupy.get():
         return _run_on_cupy(kernel, first.device, args)
     if first.is_cpu:
-        arrays = [_host_array(a) if isinstance(a, torch.Tensor) else _plain(a) for a in args]
+        arrays = [_host_array(a) if isinstance(a, torch.Tensor) else plain_value(a) for a in args]
     else:
         _warn_round_trip(kernel, first.device)
-        arrays = [_host_array(a.detach().cpu()) if isinstance(a, torch.Tensor) else _plain(a) for a in args]
+        arrays = [_host_array(a.detach().cpu()) if isinstance(a, torch.Tensor) else plain_value(a) for a in args]
     with np.errstate(all="ignore"):
         result = kernel(NUMPY, *arrays)
     tensors = _map(lambda r: _new_tensor(np, kernel, r), _arrays(np, kernel, result))
     return tensors if first.is_cpu else _map(lambda t: t.to(first.device), tensors)
 
 
-def _plain(a: Any) -> Any:
+def plain_value(a: Any) -> Any:
     """A plain argument as kernels get it: an Opaque's object, any other value itself."""
     return a.value if isinstance(a, Opaque) else a
 
@@ -174,7 +174,9 @@ def _run_on_cupy(kernel: Kernel, device: torch.device, args: tuple[Any, ...]) ->
     stream = torch.cuda.current_stream(device)
     with cupy.cuda.Device(device.index), _cupy_stream(stream.cuda_stream, stream.device_index):
         # DLPack, unlike Tensor.numpy(), leaves the input's storage resizable.
-        arrays = [cupy.from_dlpack(_aligned(a.detach())) if isinstance(a, torch.Tensor) else _plain(a) for a in args]
+        arrays = [
+            cupy.from_dlpack(_aligned(a.detach())) if isinstance(a, torch.Tensor) else plain_value(a) for a in args
+        ]
         return _map(lambda r: _new_tensor(cupy, kernel, r, device), _arrays(cupy, kernel, kernel(CUPY, *arrays)))
 
 

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch.utils import benchmark
 
-from .._boundary import CUPY, NUMPY, host_round_trip
+from .._boundary import CUPY, NUMPY, host_round_trip, plain_value
 
 Step = Callable[[tuple, list[torch.Tensor]], None]
 
@@ -59,7 +59,7 @@ def _kernel(declared, role: str, values: dict[str, Any]) -> Any:
 
 def _forward_values(declared, args) -> dict[str, Any]:
     """The values kernels name after the forward: its arguments (arrays for tensors), outputs and saved values."""
-    arrays = [a.detach().numpy() if isinstance(a, torch.Tensor) else a for a in args]
+    arrays = [a.detach().numpy() if isinstance(a, torch.Tensor) else plain_value(a) for a in args]
     values = dict(zip([a.name for a in declared.arguments], arrays, strict=True))
     results = _kernel(declared, "forward", values)
     results = results if isinstance(results, (tuple, list)) else (results,)
