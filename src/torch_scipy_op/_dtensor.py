@@ -1,4 +1,4 @@
-"""DTensor inputs: an op declared `batched=True` runs on each process's shard, through torch's local_map.
+"""DTensor inputs: an op declared `batched=True` runs on each process's shard, as torch's local_map runs a function.
 
 A batched op computes each slice along a batch dim on its own, so data sharded on batch dims
 (`Shard(d)`) or replicated, with parameters replicated, needs no communication in the forward:
@@ -19,7 +19,6 @@ if TYPE_CHECKING:
 
 try:
     from torch.distributed.tensor import DTensor, Partial, Replicate, Shard
-    from torch.distributed.tensor.experimental import local_map
 except ImportError:  # a torch built without torch.distributed: no DTensor can reach an op
     DTensor = None
 
@@ -41,21 +40,27 @@ def run_sharded(declared: DeclaredOp, args: tuple) -> Any:
     if mesh.ndim != 1 or any(t.device_mesh != mesh for _, t in tensors):
         _refuse(name, "its DTensor arguments are not all on one one-dimensional mesh, the only kind it takes")
     from_right = _data_sharding(declared, tensors)
-    n_outputs = len(declared.outputs)
-    if from_right is None:
-        out_placements = [[Replicate()]] * n_outputs
-    else:  # outputs lead with the batch dims, and are sharded on the same one
-        out_placements = [[Shard(_batch_dims(declared, args, from_right) - 1)]] * n_outputs
-    in_placements = tuple(list(t.placements) if is_dtensor(t) else None for t in args)
+    # Shards may be uneven (7 rows over 2 processes): the outputs' global shapes are the fake's for the whole.
+    shapes = None if from_right is None else _sharded_outputs(declared, args, from_right)
     # The gradient of what is replicated over sharded data: each process's part of the sum, as native's.
-    in_grad = tuple(
-        ([Partial()] if from_right is not None and t.placements[0].is_replicate() else list(t.placements))
+    local = [
+        t.to_local(grad_placements=[Partial()] if from_right is not None and t.placements[0].is_replicate() else None)
         if is_dtensor(t)
-        else None
+        else t
         for t in args
-    )
-    outs = out_placements[0] if n_outputs == 1 else tuple(out_placements)
-    return local_map(declared, outs, in_placements, in_grad, mesh)(*args)
+    ]
+    outputs = declared(*local)
+    single = not isinstance(outputs, tuple)
+    wrapped = [_global(o, mesh, shapes, i) for i, o in enumerate((outputs,) if single else outputs)]
+    return wrapped[0] if single else tuple(wrapped)
+
+
+def _global(local: torch.Tensor, mesh, shapes: tuple[int, list[torch.Size]] | None, i: int) -> Any:
+    """Output `i` as a DTensor: replicated, or sharded on dim `shapes[0]` with the global shape `shapes[1][i]`."""
+    if shapes is None:
+        return DTensor.from_local(local, mesh, [Replicate()], run_check=False)
+    dim, whole = shapes
+    return DTensor.from_local(local, mesh, [Shard(dim)], run_check=False, shape=whole[i], stride=_contiguous(whole[i]))
 
 
 def _data_sharding(declared: DeclaredOp, tensors: list) -> int | None:
@@ -85,9 +90,10 @@ def _data_sharding(declared: DeclaredOp, tensors: list) -> int | None:
     return from_right
 
 
-def _batch_dims(declared: DeclaredOp, args: tuple, from_right: int) -> int:
-    """How many leading dims of the data end with the sharded one, once each is checked to be a batch dim: the
-    slices along them are inputs the op takes (its check and fake), whose outputs are the slices of the whole's.
+def _sharded_outputs(declared: DeclaredOp, args: tuple, from_right: int) -> tuple[int, list[torch.Size]]:
+    """The outputs' sharded dim (they lead with the batch dims), and their global shapes, once the sharded dim is
+    checked to be a batch dim: the slices along it and the dims before are inputs the op takes (its check and fake),
+    whose outputs are the slices of the whole's.
 
     Otherwise the op would compute each shard as an input of its own, which it is not: refused.
     """
@@ -103,16 +109,22 @@ def _batch_dims(declared: DeclaredOp, args: tuple, from_right: int) -> int:
     try:
         if declared.check is not None:
             declared.check(*sample)
-        outputs = declared.forward_check.expected(whole)[:n_outputs]
-        sample_outputs = declared.forward_check.expected(sample)[:n_outputs]
-        taken = all(o == (*batch[:count], *s) for (o, _), (s, _) in zip(outputs, sample_outputs, strict=True))
+        outputs = [shape for shape, _ in declared.forward_check.expected(whole)[:n_outputs]]
+        sample_outputs = [shape for shape, _ in declared.forward_check.expected(sample)[:n_outputs]]
+        taken = all(o == (*batch[:count], *s) for o, s in zip(outputs, sample_outputs, strict=True))
     except Exception:  # the op refuses a slice as an input of its own
         taken = False
     if not taken:
         name, t = next((a.name, t) for a, t in zip(declared.arguments, args, strict=True) if a.name in data)
         dim = t.dim() + from_right
         _refuse(declared.name, f"{name} of shape {tuple(t.shape)} is sharded on dim {dim}, which is not a batch dim")
-    return count
+    if any(n is None for shape in outputs for n in shape):
+        _refuse(declared.name, "an output's size depends on the data, so no process knows the whole's shape")
+    return count - 1, [torch.Size(shape) for shape in outputs]
+
+
+def _contiguous(shape: torch.Size) -> tuple[int, ...]:
+    return torch.empty(shape, device="meta").stride()
 
 
 def _refuse(op: str, why: str) -> None:
