@@ -4,7 +4,7 @@ import sys
 
 sys.path.insert(0, {{ template_repo | py_literal }})
 
-from torch_scipy_op_template import InvalidAnswerError, check_answers  # noqa: E402
+from template_extension import InvalidAnswerError, check_answers  # noqa: E402
 
 try:
     check_answers({{ cookiecutter | py_literal }})

@@ -4,7 +4,7 @@ package vendored, as the migration (torch_scipy_op.migrate) recognises an unchan
     python scripts/vendored_hashes.py [--check]
 
 A project's copy is its template's source file with the starter's names replaced by the project's
-(torch_scipy_op_template.rename). The migration puts the names back and compares the SHA-256 of the text,
+(template_extension.rename). The migration puts the names back and compares the SHA-256 of the text,
 without its trailing newlines, with these: one list per file as a project holds it, from each commit of
 this repository's history up to the last that vendored it. --check fails if the file is out of date.
 """

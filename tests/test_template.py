@@ -22,7 +22,7 @@ from cookiecutter.prompt import prompt_for_config
 from markdown_it import MarkdownIt
 
 from scripts.compat import declared_floor
-from torch_scipy_op_template import STARTERS
+from template_extension import STARTERS
 
 REPO = Path(__file__).resolve().parents[1]
 UNRENDERED = re.compile(r"\{\{\s*cookiecutter|\{%|\{#")

@@ -10,7 +10,7 @@ Other ops, and other placements, are refused with what to do instead.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 
@@ -19,17 +19,21 @@ if TYPE_CHECKING:
 
 try:
     from torch.distributed.tensor import DTensor, Partial, Replicate, Shard
+
+    DTENSOR: tuple[type, ...] = (DTensor,)
 except ImportError:  # a torch built without torch.distributed: no DTensor can reach an op
-    DTensor = None
+    DTENSOR = ()
 
 
 def is_dtensor(t: Any) -> bool:
-    return DTensor is not None and isinstance(t, DTensor)
+    return isinstance(t, DTENSOR)
 
 
 def run_sharded(declared: DeclaredOp, args: tuple) -> Any:
     """The op on DTensor arguments: per shard, with native's placements, or a clear refusal."""
-    tensors = [(a.name, t) for a, t in zip(declared.arguments, args, strict=True) if isinstance(t, torch.Tensor)]
+    tensors: list[tuple[str, Any]] = [
+        (a.name, t) for a, t in zip(declared.arguments, args, strict=True) if isinstance(t, torch.Tensor)
+    ]
     name = declared.name
     if not declared.batched:
         _refuse(name, "it is not declared batched=True, so its kernels may mix the samples of a batch")
@@ -120,7 +124,7 @@ def _sharded_outputs(declared: DeclaredOp, args: tuple, from_right: int) -> tupl
         _refuse(declared.name, f"{name} of shape {tuple(t.shape)} is sharded on dim {dim}, which is not a batch dim")
     if any(n is None for shape in outputs for n in shape):
         _refuse(declared.name, "an output's size depends on the data, so no process knows the whole's shape")
-    return count - 1, [torch.Size(shape) for shape in outputs]
+    return count - 1, [torch.Size(cast(tuple[int, ...], shape)) for shape in outputs]
 
 
 def _contiguous(shape: torch.Size) -> tuple[int, ...]:

@@ -314,7 +314,7 @@ class DeclaredOp:
                 "new one (import or define it again)"
             )
         args = self.bind(args, kwargs)
-        if _dtensor.DTensor is not None and any(isinstance(a, _dtensor.DTensor) for a in args):
+        if any(isinstance(a, _dtensor.DTENSOR) for a in args):
             return _dtensor.run_sharded(self, args)
         if self.eager_only:
             self._refuse_opaque_beyond_eager()

@@ -19,15 +19,17 @@ try:  # private, and new in torch 2.13: where it is missing or moved, ops take O
     from torch._library.fake_class_registry import FakeScriptObject
     from torch._library.opaque_object import MemberType, register_opaque_type
     from torch._opaque_base import OpaqueBase
+
+    OPAQUE_SUPPORTED = True
 except ImportError:
     OpaqueBase = object  # type: ignore[assignment,misc]
-    register_opaque_type = None  # type: ignore[assignment]
+    OPAQUE_SUPPORTED = False
 
 # The first torch release whose opaque objects ops use: named in the errors of older ones.
 OPAQUE_SINCE = "2.13"
 
 
-class Opaque(OpaqueBase):  # type: ignore[misc,valid-type]
+class Opaque(OpaqueBase):
     """A Python object as an op's argument, which no other schema type carries.
 
     Wrap the object, `Opaque(matrix)`, and pass it where the schema says `Opaque`: the
@@ -38,9 +40,8 @@ class Opaque(OpaqueBase):  # type: ignore[misc,valid-type]
     """
 
     def __init__(self, value: Any):
-        if isinstance(value, Opaque):
-            value = value.value
-        self.value = value
+        self.value: Any = value.value if isinstance(value, Opaque) else value
+        value = self.value
         shape = getattr(value, "shape", None)
         self.shape = None if shape is None else tuple(int(n) for n in shape)
         self.dtype = getattr(value, "dtype", None)
@@ -54,7 +55,8 @@ def kind(opaque: Opaque) -> list[Any]:
     return [type(opaque.value), opaque.shape, str(opaque.dtype)]
 
 
-if register_opaque_type is not None:
+SCHEMA_TYPE = "Any"
+if OPAQUE_SUPPORTED:
     register_opaque_type(
         Opaque,
         typ="reference",
@@ -62,9 +64,6 @@ if register_opaque_type is not None:
         members={"shape": MemberType.USE_REAL, "dtype": MemberType.USE_REAL},
     )
     SCHEMA_TYPE = f"{Opaque.__module__}.{Opaque.__qualname__}"
-else:
-    SCHEMA_TYPE = "Any"
-OPAQUE_SUPPORTED = register_opaque_type is not None
 
 
 def real(value: Any) -> Any:

@@ -245,6 +245,9 @@ def _check_answers_filter(answers: dict) -> str:
 class StarterExtension(Extension):
     def __init__(self, environment):
         super().__init__(environment)
+        # cruft update renders two commits of this template in one process: each must import its own copy of
+        # this module (its REPO, its functions), not find the other's in sys.modules.
+        sys.modules.pop(__name__, None)
         environment.globals.update(
             starter_file=starter_file,
             starter_doc=starter_doc,
