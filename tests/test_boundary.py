@@ -14,6 +14,8 @@ from torch_scipy_op._kernel_ops import all_at_once, batch_first, kernel_op
 from torch_scipy_op.testing import needs_cuda, needs_cupy
 from torch_scipy_op.testing._helpers import round_trip
 
+from reference import bad_fft
+
 
 def recording_kernel(seen: dict):
     """A kernel that doubles its input and records where its arrays live."""
@@ -297,6 +299,36 @@ def test_kernel_op_dispatches_wherever_a_layer_acts_on_the_call(dispatched, laye
         check_dtype=False,
     )
     assert dispatched, f"{layer}: the call skipped the dispatcher"
+
+
+@pytest.fixture
+def bad_fft_dispatched():
+    """bad_fft's kernel-op calls that reached the dispatcher, by role, through CPU kernels that record them."""
+    calls = []
+    library = torch.library.Library("reference", "IMPL")
+    for role, call in bad_fft.declared.kernel_ops.items():
+
+        def recording(*args, role=role, compute=call.compute):
+            calls.append(role)
+            return compute(*args)
+
+        library.impl(f"bad_fft_{role}", recording, "CPU")
+    yield calls
+    library._destroy()
+
+
+def test_a_declared_op_skips_the_dispatcher_in_plain_eager_code_and_only_there(bad_fft_dispatched):
+    """Forward, backward and a forward without autograd, each past the dispatcher; under a mode, through it."""
+    x = torch.randn(2, 6, 8, requires_grad=True)
+    bad_fft(x).sum().backward()
+    with torch.no_grad():
+        bad_fft(x)
+    assert bad_fft_dispatched == []
+    with _NoOpDispatchMode():
+        bad_fft(x).sum().backward()
+        with torch.no_grad():
+            bad_fft(x)
+    assert bad_fft_dispatched == ["forward", "backward", "forward"]
 
 
 # The private torch names the shortcut reads. A torch release may rename or change any of them.

@@ -303,10 +303,12 @@ class DeclaredOp:
             check_tensors(self.name, tensors, self.data)
         if self.check is not None:
             self.check(*args)
-        # Where no derivative can be asked for (plain eager code, no input that requires grad),
-        # the Function would only call the forward: call it directly.
-        if not torch.compiler.is_compiling() and not _requires_grad(tensors) and _plain_eager_call(args):
-            return self._public(self.kernel_ops["forward"](*args))
+        # In plain eager code the forward kernel op would only call its implementation: call it directly,
+        # and where no derivative can be asked for (no input that requires grad), without the Function.
+        if not torch.compiler.is_compiling() and _plain_eager_call(args, recorded=True):
+            if not _requires_grad(tensors):
+                return self._public(self.kernel_ops["forward"].compute(*args))
+            return self.direct(*args)
         return self._public(self._apply(*args))
 
     def bind(self, args, kwargs) -> tuple:
