@@ -331,6 +331,25 @@ def test_a_declared_op_skips_the_dispatcher_in_plain_eager_code_and_only_there(b
     assert bad_fft_dispatched == ["forward", "backward", "forward"]
 
 
+def test_saved_values_keep_the_kernels_memory_and_outputs_get_their_own(monkeypatch):
+    """What only the derivatives read crosses without a copy; an output is resizable, in torch's memory."""
+    returned = []
+    arrays = _boundary._arrays
+
+    def recording(xp, kernel, result):
+        results = arrays(xp, kernel, result)
+        returned.extend(r.ctypes.data for r in (results if isinstance(results, tuple) else (results,)))
+        return results
+
+    monkeypatch.setattr(_boundary, "_arrays", recording)
+    y = bad_fft(torch.randn(2, 6, 8, requires_grad=True))
+    magnitude, spectrum = returned
+    _, saved_spectrum = y.grad_fn.saved_tensors
+    assert saved_spectrum.data_ptr() == spectrum
+    assert y.data_ptr() != magnitude
+    assert_resizable(y)
+
+
 # The private torch names the shortcut reads. A torch release may rename or change any of them.
 _SHORTCUT_PRIVATES = [
     "_functorch_transforms_active",

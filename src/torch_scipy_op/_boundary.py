@@ -5,8 +5,8 @@ and SciPy for CPU tensors, CuPy and cupyx.scipy for CUDA tensors when CuPy is
 installed. `run_kernel` lets kernels read tensors without copies, leaving their
 storages resizable and their values unchanged (NumPy sees read-only arrays), computes
 float16 and bfloat16 in float32, and hands back new tensors (one per array the kernel
-returns) in torch's own memory. The kernel ops (`_kernel_ops`) call kernels through it;
-nothing here knows of autograd.
+returns) in torch's own memory, but for values only an op's derivatives read. The kernel
+ops (`_kernel_ops`) call kernels through it; nothing here knows of autograd.
 """
 
 from __future__ import annotations
@@ -125,7 +125,7 @@ def host_round_trip():
 Kernel = Callable[..., Any]
 
 
-def run_kernel(kernel: Kernel, *args: Any) -> Any:
+def run_kernel(kernel: Kernel, *args: Any, owned: int | None = None) -> Any:
     """Calls `kernel(backend, *args)` with each tensor in `args` as an array, and returns its result as tensors.
 
     `args` are tensors, which share one device, and plain values (a float, int, bool or
@@ -140,10 +140,14 @@ def run_kernel(kernel: Kernel, *args: Any) -> Any:
     output is a new tensor in torch's own memory, resizable, never aliasing an input,
     whatever the array's strides or flags. NumPy's floating-point warnings are off, as
     native torch gives Inf and NaN silently; a kernel's other warnings reach the caller.
+
+    With `owned`, only the first `owned` results are such tensors; on the CPU the others
+    may share the kernel's NumPy memory, without a copy: for values no caller sees or
+    resizes (what an op saves for its derivatives).
     """
     first = next(a for a in args if isinstance(a, torch.Tensor))
     if first.dtype in _COMPUTED_IN_FLOAT32:
-        results = run_kernel(kernel, *(_in_float32(a) for a in args))
+        results = run_kernel(kernel, *(_in_float32(a) for a in args), owned=owned)
         return _map(lambda r: r.to(first.dtype) if r.is_floating_point() else r, results)
     if first.is_cuda and CUPY is not None and _use_cupy.get():
         return _run_on_cupy(kernel, first.device, args)
@@ -153,8 +157,12 @@ def run_kernel(kernel: Kernel, *args: Any) -> Any:
         _warn_round_trip(kernel, first.device)
         arrays = [_host_array(a.detach().cpu()) if isinstance(a, torch.Tensor) else a for a in args]
     with np.errstate(all="ignore"):
-        result = kernel(NUMPY, *arrays)
-    tensors = _map(lambda r: _new_tensor(np, kernel, r), _arrays(np, kernel, result))
+        result = _arrays(np, kernel, kernel(NUMPY, *arrays))
+    if not isinstance(result, tuple):
+        tensors = _new_tensor(np, kernel, result)
+    else:
+        shared = len(result) if owned is None or not first.is_cpu else owned
+        tensors = tuple([_new_tensor(np, kernel, r, shared=i >= shared) for i, r in enumerate(result)])
     return tensors if first.is_cpu else _map(lambda t: t.to(first.device), tensors)
 
 
@@ -259,17 +267,23 @@ def _host_array(t: torch.Tensor, writable: bool = False) -> np.ndarray:
     return np.asarray(view)
 
 
-def _new_tensor(xp: ModuleType, kernel: Kernel, array: Any, device: torch.device | str = "cpu") -> torch.Tensor:
-    """A new tensor in torch's memory with `array`'s values, whatever its strides and flags.
+def _new_tensor(
+    xp: ModuleType, kernel: Kernel, array: Any, device: torch.device | str = "cpu", shared: bool = False
+) -> torch.Tensor:
+    """A new tensor in torch's memory with `array`'s values, whatever its strides and flags; or, where `shared`,
+    a tensor that shares a writable NumPy array's memory.
 
     A tensor that shares the array's memory (torch.from_numpy, torch.from_dlpack) could not be
-    resized. from_numpy also refuses negative strides, and warns on a read-only array: those
-    are copied by NumPy, the others (most arrays) by torch, which is faster.
+    resized. from_numpy also refuses negative strides, and warns on a read-only array (an input's,
+    which a result must never share): those are copied by NumPy, the others (most arrays) by torch,
+    which is faster.
     """
     dtype = _TORCH_DTYPE.get(array.dtype)
     if dtype is None:
         raise TypeError(f"{_name(kernel)} returned an array of dtype {array.dtype}, which torch has no dtype for")
     if xp is np and array.flags.writeable and min(array.strides, default=0) >= 0:
+        if shared:
+            return torch.from_numpy(array)
         return torch.from_numpy(array).clone(memory_format=torch.contiguous_format)
     out = torch.empty(array.shape, dtype=dtype, device=device)
     xp.copyto(_host_array(out, writable=True) if xp is np else xp.from_dlpack(out), array)

@@ -359,13 +359,13 @@ def make_functions(declared: DeclaredOp) -> type[torch.autograd.Function]:
 
     class Direct(Op):
         """Op as plain eager code applies it (see `DeclaredOp.__call__`): its forward kernel op's implementation
-        called directly, and its public outputs alone, the saved values kept in ctx. The same values and
-        derivatives as Op's, at less cost a call."""
+        called directly, and its public outputs alone, the saved values kept in ctx, in the kernel's own memory
+        (no caller sees them). The same values and derivatives as Op's, at less cost a call."""
 
         @staticmethod
         def forward(ctx, *args):
             d = _DECLARED[key]
-            output = d.kernel_ops["forward"].compute(*args)
+            output = d.kernel_ops["forward"].compute(*args, owned=d.n_outputs)
             Op.setup_context(ctx, args, output)
             return d._public(output)
 

@@ -158,8 +158,8 @@ def kernel_op(qualname: str, schema: str, kernel: Kernel, *, fake=None, vmap=Non
     op = getattr(getattr(torch.ops, namespace), name).default
     returns = schema.split("->")[1].strip()
 
-    def compute(*args):
-        results = run_kernel(kernel, *args)
+    def compute(*args, owned=None):
+        results = run_kernel(kernel, *args, owned=owned)
         if verify is not None:
             verify(args, results)
         return results
@@ -208,7 +208,8 @@ def kernel_op(qualname: str, schema: str, kernel: Kernel, *, fake=None, vmap=Non
     torch.library.register_vmap(qualname, vmap_rule, lib=library)
     run_in_float32_under_autocast(qualname, library)
     call.op = op  # type: ignore[attr-defined]
-    call.compute = compute  # type: ignore[attr-defined]  # for a caller that has seen `_plain_eager_call` hold
+    # For a caller that has seen `_plain_eager_call` hold; `owned` as run_kernel takes it.
+    call.compute = compute  # type: ignore[attr-defined]
     call.differentiate = None  # type: ignore[attr-defined]
     return call
 

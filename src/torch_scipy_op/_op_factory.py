@@ -307,7 +307,7 @@ class DeclaredOp:
         # and where no derivative can be asked for (no input that requires grad), without the Function.
         if not torch.compiler.is_compiling() and _plain_eager_call(args, recorded=True):
             if not _requires_grad(tensors):
-                return self._public(self.kernel_ops["forward"].compute(*args))
+                return self._public(self.kernel_ops["forward"].compute(*args, owned=self.n_outputs))
             return self.direct(*args)
         return self._public(self._apply(*args))
 
