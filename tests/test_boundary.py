@@ -332,7 +332,8 @@ def test_a_declared_op_skips_the_dispatcher_in_plain_eager_code_and_only_there(b
 
 
 def test_saved_values_keep_the_kernels_memory_and_outputs_get_their_own(monkeypatch):
-    """What only the derivatives read crosses without a copy; an output is resizable, in torch's memory."""
+    """What only the derivatives read crosses without a copy; an output is resizable, in torch's memory (here the
+    kernel's `backend.empty`, taken without a copy)."""
     returned = []
     arrays = _boundary._arrays
 
@@ -346,8 +347,25 @@ def test_saved_values_keep_the_kernels_memory_and_outputs_get_their_own(monkeypa
     magnitude, spectrum = returned
     _, saved_spectrum = y.grad_fn.saved_tensors
     assert saved_spectrum.data_ptr() == spectrum
-    assert y.data_ptr() != magnitude
+    assert y.data_ptr() == magnitude
     assert_resizable(y)
+
+
+def _into_empty(backend, x):
+    """Results written into `backend.empty`: whole, twice, as a view, and a copy of the input as a saved value."""
+    out = backend.xp.multiply(x, 2, out=backend.empty(x.shape, x.dtype))
+    return out, out, out.reshape(-1), out[..., :1], x.copy()
+
+
+def test_a_result_takes_the_memory_of_backend_empty_once_and_whole_and_a_saved_value_never_shares_it():
+    x = torch.randn(3, 4)
+    whole, again, flat, part, saved = run_kernel(_into_empty, x, owned=3)  # part and saved: saved values
+    expected = (2 * x, 2 * x, (2 * x).reshape(-1), (2 * x)[..., :1], x)
+    for t, e in zip((whole, again, flat, part, saved), expected, strict=True):
+        torch.testing.assert_close(t, e, check_stride=False)
+    pointers = [t.data_ptr() for t in (whole, again, flat, part, saved)]
+    assert len(set(pointers)) == len(pointers), "only one result may own the buffer; no other may share it"
+    assert_resizable(whole, again)
 
 
 # The private torch names the shortcut reads. A torch release may rename or change any of them.

@@ -74,6 +74,20 @@ class ArrayBackend:
     def next_fast_len(self, n: int) -> int:
         return self.fft.next_fast_len(n, real=True)
 
+    def empty(self, shape: tuple[int, ...], dtype: Any) -> Any:
+        """A new array for a kernel to write a result into (`xp.multiply(a, b, out=backend.empty(...))`) and return.
+
+        On NumPy its memory is torch's: returned whole, as one result, it becomes that result's tensor
+        without a copy (a view of it, or a second return, is copied). On CuPy it is `cupy.empty`.
+        A kernel must not keep it after it returns: the op's caller owns it.
+        """
+        if self.xp is not np:
+            return self.xp.empty(shape, dtype)
+        torch_dtype = _TORCH_DTYPE.get(np.dtype(dtype))
+        if torch_dtype is None:
+            raise TypeError(f"backend.empty: torch has no dtype for {np.dtype(dtype)}")
+        return _host_array(torch.empty(shape, dtype=torch_dtype), writable=True, view=_ResultView())
+
     def fuse(self, body: Callable[..., Any]) -> Callable[..., Any]:
         """`body(xp, *args)` as a function of `args`: one fused kernel on CuPy, the body itself on NumPy.
 
@@ -236,7 +250,35 @@ class _HostView:
     _tensor: torch.Tensor
 
 
-def _host_array(t: torch.Tensor, writable: bool = False) -> np.ndarray:
+class _ResultView(_HostView):
+    """The memory of a result tensor that `ArrayBackend.empty` made; `taken` once a result has become it."""
+
+    __slots__ = ("taken",)
+
+    def __init__(self):
+        self.taken = False
+
+
+def _owner(array: np.ndarray) -> Any:
+    """What holds `array`'s memory: the first of its bases that is not an array (None for an array of its own)."""
+    base = array.base
+    while isinstance(base, np.ndarray):
+        base = base.base
+    return base
+
+
+def _taken_whole(array: np.ndarray, view: _ResultView) -> torch.Tensor | None:
+    """The tensor of `backend.empty` that `array` is, whole, if no result has taken it yet; else None."""
+    t = view._tensor
+    if view.taken or array.shape != t.shape or _TORCH_DTYPE.get(array.dtype) != t.dtype:
+        return None
+    if array.ctypes.data != t.data_ptr() or not array.flags.c_contiguous:
+        return None
+    view.taken = True
+    return t
+
+
+def _host_array(t: torch.Tensor, writable: bool = False, view: _HostView | None = None) -> np.ndarray:
     """A dense CPU tensor as a NumPy array that shares its memory, or a copy for a conjugate or negated view.
 
     The array is read-only unless `writable`: kernels read inputs through it, and must not change them.
@@ -255,7 +297,7 @@ def _host_array(t: torch.Tensor, writable: bool = False) -> np.ndarray:
         return np.zeros(t.shape, dtype=typestr)
     if t.is_conj() or t.is_neg():
         t = t.resolve_conj().resolve_neg()
-    view = _HostView()
+    view = _HostView() if view is None else view
     view._tensor = t
     view.__array_interface__ = {
         "data": (t.data_ptr(), not writable),
@@ -281,6 +323,12 @@ def _new_tensor(
     dtype = _TORCH_DTYPE.get(array.dtype)
     if dtype is None:
         raise TypeError(f"{_name(kernel)} returned an array of dtype {array.dtype}, which torch has no dtype for")
+    owner = _owner(array) if xp is np else None
+    if type(owner) is _ResultView:  # torch's memory, which an output may own: never shared
+        tensor = _taken_whole(array, owner)
+        if tensor is not None:
+            return tensor
+        shared = False
     if xp is np and array.flags.writeable and min(array.strides, default=0) >= 0:
         if shared:
             return torch.from_numpy(array)

@@ -27,10 +27,11 @@ _GIVES = {
 }
 
 
-def _save(ctx, values) -> None:
+def _save(ctx, values, under_torch_func: bool) -> None:
     """Keeps `values` for the derivatives: tensors as saved tensors, the rest as they are.
 
-    Tensors are saved for forward mode too where it may come: in a dual level, or under torch.func.
+    Tensors are saved for forward mode too where it may come: in a dual level, or `under_torch_func`
+    (where torch cannot tell, too).
     """
     compiling = torch.compiler.is_compiling()
     tensors: list[torch.Tensor] = []
@@ -44,7 +45,7 @@ def _save(ctx, values) -> None:
         else:
             slots.append((v,))
     ctx.save_for_backward(*tensors)
-    if compiling or _dual_level_open() or not _outside_torch_func():
+    if compiling or under_torch_func or _dual_level_open():
         ctx.save_for_forward(*tensors)
     ctx.slots = slots
 
@@ -266,7 +267,7 @@ def _keep(ctx, d: DeclaredOp, role: str, inputs) -> None:
     # What zeros take in place of an output's gradient (Jvp's outputs are the op's outputs' tangents).
     like = next((t for t in inputs if isinstance(t, torch.Tensor) and t.dtype.is_floating_point), None)
     ctx.target_meta = [None if t is None or like is None else (t, like.dtype, like.device) for t in ctx.targets]
-    _save(ctx, inputs[: n_leading + d.n_state])
+    _save(ctx, inputs[: n_leading + d.n_state], not _outside_torch_func())
 
 
 def make_functions(declared: DeclaredOp) -> type[torch.autograd.Function]:
@@ -313,7 +314,7 @@ def make_functions(declared: DeclaredOp) -> type[torch.autograd.Function]:
             # Under torch.func's vmap rule for a Function (a ctx that wraps the Function's own), marking the saved
             # values non-differentiable does not reach the Function's outputs, and a None tangent for a float one
             # then fails inside torch (jvp(vmap(f)); torch 2.9 to 2.15): their tangents are zeros there.
-            wrapped = hasattr(ctx, "_pt_inner_ctx")
+            wrapped = keep_all and hasattr(ctx, "_pt_inner_ctx")
             ctx.saved_meta = [_meta(s) or _complex_meta(s) for s in outputs[d.n_outputs :]] if wrapped else None
             state = []
             for i, named, fixed in zip(
@@ -327,7 +328,7 @@ def make_functions(declared: DeclaredOp) -> type[torch.autograd.Function]:
             state += [
                 s if named else None for s, named in zip(outputs[d.n_outputs :], d.kernels_take_saved, strict=True)
             ]
-            _save(ctx, (*state, *(inputs[i] for i in d.plain_positions)))
+            _save(ctx, (*state, *(inputs[i] for i in d.plain_positions)), keep_all)
 
         @staticmethod
         def backward(ctx, *grads):
