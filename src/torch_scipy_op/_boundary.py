@@ -172,6 +172,7 @@ def run_kernel(kernel: Kernel, *args: Any, owned: int | None = None) -> Any:
         arrays = [_host_array(a.detach().cpu()) if isinstance(a, torch.Tensor) else a for a in args]
     with np.errstate(all="ignore"):
         result = _arrays(np, kernel, kernel(NUMPY, *arrays))
+    tensors: Any
     if not isinstance(result, tuple):
         tensors = _new_tensor(np, kernel, result)
     else:

@@ -509,10 +509,6 @@ def make_functions(declared: DeclaredOp) -> type[torch.autograd.Function]:
     class_name = "".join(word.capitalize() for word in declared.name.split("_"))
     Direct.__name__ = Direct.__qualname__ = class_name + "Function"  # torch names grad_fn after it
     declared.direct = Direct.apply
-    # Per derivative kernel, whether it takes each entry of the state.
-    declared.state_taken = {
-        role: tuple(name in declared.kernel_names[role] for name in declared._state_names) for role in declared.roles
-    }
     functions = {"forward": Op, "backward": Backward, "jvp": Jvp, "curvature": Curvature}
     suffixes = {"forward": "Function", "backward": "Backward", "jvp": "Jvp", "curvature": "Curvature"}
     for role, function in functions.items():

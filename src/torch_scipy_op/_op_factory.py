@@ -211,6 +211,8 @@ class DeclaredOp:
         }
         self.kernels_take_input = tuple(name in self.needs for name in self.tensors)
         self.kernels_take_saved = tuple(name in self.needs for name in self.saved)
+        # Per derivative kernel, whether it takes each entry of the state.
+        self.state_taken = {role: tuple(n in names[role] for n in self._state_names) for role in self.roles}
 
     def _qualnames(self) -> list[str]:
         """Every operator the op registers: its kernel ops and itself."""
@@ -288,6 +290,7 @@ class DeclaredOp:
         return batch_expanded(info, results)
 
     replaced = False  # set where the op is declared again
+    direct: Callable[..., Any]  # the op's Function as plain eager code applies it, set by make_functions
 
     def __call__(self, *args, **kwargs):
         """The op on the user's arguments, as the public function and torch.ops call it."""
