@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 from torch_scipy_op import _boundary, _kernel_ops
-from torch_scipy_op._boundary import host_round_trip, run_kernel
+from torch_scipy_op._boundary import NUMPY, host_round_trip, run_kernel
 from torch_scipy_op._kernel_ops import all_at_once, batch_first, kernel_op
 from torch_scipy_op.testing import needs_cuda, needs_cupy
 from torch_scipy_op.testing._helpers import round_trip
@@ -343,7 +343,7 @@ def test_saved_values_keep_the_kernels_memory_and_outputs_get_their_own(monkeypa
         return results
 
     monkeypatch.setattr(_boundary, "_arrays", recording)
-    y = bad_fft(torch.randn(2, 6, 8, requires_grad=True))
+    y = bad_fft(torch.randn(2, 128, 128, requires_grad=True))  # a magnitude of 64 KiB: in torch's memory
     magnitude, spectrum = returned
     _, saved_spectrum = y.grad_fn.saved_tensors
     assert saved_spectrum.data_ptr() == spectrum
@@ -358,7 +358,7 @@ def _into_empty(backend, x):
 
 
 def test_a_result_takes_the_memory_of_backend_empty_once_and_whole_and_a_saved_value_never_shares_it():
-    x = torch.randn(3, 4)
+    x = torch.randn(64, 256)  # 64 KiB: in torch's memory
     whole, again, flat, part, saved = run_kernel(_into_empty, x, owned=3)  # part and saved: saved values
     expected = (2 * x, 2 * x, (2 * x).reshape(-1), (2 * x)[..., :1], x)
     for t, e in zip((whole, again, flat, part, saved), expected, strict=True):
@@ -366,6 +366,15 @@ def test_a_result_takes_the_memory_of_backend_empty_once_and_whole_and_a_saved_v
     pointers = [t.data_ptr() for t in (whole, again, flat, part, saved)]
     assert len(set(pointers)) == len(pointers), "only one result may own the buffer; no other may share it"
     assert_resizable(whole, again)
+
+
+def test_backend_empty_is_torch_memory_from_64_kib():
+    """Below, copying a result costs less than making an array in torch's memory."""
+    small, large = NUMPY.empty((16383,), np.float32), NUMPY.empty((16384,), np.float32)
+    assert small.base is None
+    assert type(_boundary._owner(large)) is _boundary._ResultView
+    with pytest.raises(TypeError, match=r"^backend.empty: torch has no dtype for <U1$"):
+        NUMPY.empty((1 << 16,), "U1")
 
 
 # The private torch names the shortcut reads. A torch release may rename or change any of them.

@@ -16,6 +16,7 @@ import contextvars
 import functools
 import importlib
 import importlib.metadata
+import math
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,6 +30,8 @@ import torch
 
 # Below this many elements, a second FFT thread costs more than it saves.
 _MIN_ELEMENTS_PER_FFT_THREAD = 1 << 17
+# Below this many bytes, copying a result into torch's memory costs less than making the array in it.
+_MIN_BYTES_IN_TORCH_MEMORY = 1 << 16
 
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 # NumPy has no bfloat16, and SciPy computes float16 in float32 anyway; so does native torch on the CPU.
@@ -77,15 +80,17 @@ class ArrayBackend:
     def empty(self, shape: tuple[int, ...], dtype: Any) -> Any:
         """A new array for a kernel to write a result into (`xp.multiply(a, b, out=backend.empty(...))`) and return.
 
-        On NumPy its memory is torch's: returned whole, as one result, it becomes that result's tensor
-        without a copy (a view of it, or a second return, is copied). On CuPy it is `cupy.empty`.
-        A kernel must not keep it after it returns: the op's caller owns it.
+        On NumPy, from 64 KiB, its memory is torch's: returned whole, as one result, it becomes that
+        result's tensor without a copy (a view of it, or a second return, is copied). A smaller one, and
+        one on CuPy, is the array module's `empty`. A kernel must not keep it after it returns: the op's
+        caller owns it.
         """
-        if self.xp is not np:
+        dtype = np.dtype(dtype) if self.xp is np else dtype
+        if self.xp is not np or math.prod(shape) * dtype.itemsize < _MIN_BYTES_IN_TORCH_MEMORY:
             return self.xp.empty(shape, dtype)
-        torch_dtype = _TORCH_DTYPE.get(np.dtype(dtype))
+        torch_dtype = _TORCH_DTYPE.get(dtype)
         if torch_dtype is None:
-            raise TypeError(f"backend.empty: torch has no dtype for {np.dtype(dtype)}")
+            raise TypeError(f"backend.empty: torch has no dtype for {dtype}")
         return _host_array(torch.empty(shape, dtype=torch_dtype), writable=True, view=_ResultView())
 
     def fuse(self, body: Callable[..., Any]) -> Callable[..., Any]:
