@@ -176,9 +176,10 @@ def _call(d: DeclaredOp, role: str, leading, state, targets, needed_for: str) ->
         raise _missing(d, role, needed_for)
     if _recording():
         return _spread(d.appliers[role](*leading, *state, *targets), targets)
-    # A tensor the kernel does not take crosses no boundary: the kernel op gets None for it.
-    state = [None if v is not None and not taken and isinstance(v, torch.Tensor) else v
-             for v, taken in zip(_kernel_state(state), d.state_taken[role], strict=True)]  # fmt: skip
+    state = _kernel_state(state)
+    for i in d.untaken[role]:  # a tensor the kernel does not take crosses no boundary: the kernel op gets None
+        if isinstance(state[i], torch.Tensor):
+            state[i] = None
     results = _as_tuple(d.kernel_ops[role](*leading, *state, *_kernel_targets(targets)))
     return [None if t is None else r for r, t in zip(results, targets, strict=True)]
 

@@ -211,8 +211,10 @@ class DeclaredOp:
         }
         self.kernels_take_input = tuple(name in self.needs for name in self.tensors)
         self.kernels_take_saved = tuple(name in self.needs for name in self.saved)
-        # Per derivative kernel, whether it takes each entry of the state.
-        self.state_taken = {role: tuple(n in names[role] for n in self._state_names) for role in self.roles}
+        # Per derivative kernel, the positions in the state of what it does not take.
+        self.untaken = {
+            role: tuple(i for i, n in enumerate(self._state_names) if n not in names[role]) for role in self.roles
+        }
 
     def _qualnames(self) -> list[str]:
         """Every operator the op registers: its kernel ops and itself."""
