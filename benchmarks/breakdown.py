@@ -56,9 +56,9 @@ class _RecordOps(TorchDispatchMode):
 def _record_kernels(calls: list):
     run_kernel = _kernel_ops.run_kernel
 
-    def recording(kernel, *args):
-        calls.append((kernel, args))
-        return run_kernel(kernel, *args)
+    def recording(kernel, *args, owned=None):
+        calls.append((kernel, args, owned))
+        return run_kernel(kernel, *args, owned=owned)
 
     _kernel_ops.run_kernel = recording
     try:
@@ -92,7 +92,7 @@ def depths(public: Callable, apply: Callable, inputs: tuple, grad: torch.Tensor)
             return a
         return a.detach().numpy() if grad.is_cpu else backend.xp.from_dlpack(a.detach())
 
-    arrays = [(kernel, [as_array(a) for a in args]) for kernel, args in kernel_calls]
+    arrays = [(kernel, [as_array(a) for a in args]) for kernel, args, _ in kernel_calls]
 
     def ops():
         with torch.no_grad():  # as the autograd.Functions call them
@@ -100,8 +100,8 @@ def depths(public: Callable, apply: Callable, inputs: tuple, grad: torch.Tensor)
                 op(*args)
 
     def run_kernels():
-        for kernel, args in kernel_calls:
-            _boundary.run_kernel(kernel, *args)
+        for kernel, args, owned in kernel_calls:
+            _boundary.run_kernel(kernel, *args, owned=owned)
 
     def kernels():
         for kernel, args in arrays:

@@ -31,7 +31,7 @@ def bad_fft_kernel(backend: ArrayBackend, x):
     """|rfft2(x)| over the last two dims, and the spectrum Y = rfft2(x), which the derivatives use."""
     xp = backend.xp
     spectrum = backend.rfft2(x)
-    magnitude = xp.abs(spectrum)
+    magnitude = xp.abs(spectrum, out=backend.empty(spectrum.shape, x.dtype))  # the output's memory: no copy
     # One Inf or NaN reaches every bin of its image, its sum (bin 0) included. On CUDA, cuFFT is
     # native's own FFT, and so is its Inf and NaN pattern.
     if xp is not np or np.isfinite(magnitude[..., 0, 0]).all():

@@ -40,14 +40,17 @@ from torch_scipy_op import FLOAT_DTYPES, ArrayBackend, declare_op, float_argumen
 
 def my_op_kernel(backend: ArrayBackend, x, weight, frequency):
     """The forward: the output, and the phase, which the derivatives use. Placeholder: weight * sin(phase)."""
+    xp = backend.xp
     phase = frequency * x
-    return weight * backend.xp.sin(phase), phase
+    output = backend.empty(xp.broadcast_shapes(x.shape, weight.shape), x.dtype)  # the op returns it without a copy
+    return xp.multiply(weight, xp.sin(phase), out=output), phase
 
 
 def my_op_backward_kernel(backend: ArrayBackend, grad, weight, phase, frequency):
     """Reverse mode: the gradients for x and for weight, given the output's gradient."""
     xp = backend.xp
-    return grad * weight * frequency * xp.cos(phase), grad * xp.sin(phase)
+    grad_x = xp.multiply(grad * weight * frequency, xp.cos(phase), out=backend.empty(grad.shape, grad.dtype))
+    return grad_x, grad * xp.sin(phase)
 
 
 def my_op_jvp_kernel(backend: ArrayBackend, x_tangent, weight_tangent, weight, phase, frequency):

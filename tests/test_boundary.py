@@ -9,10 +9,12 @@ import numpy as np
 import pytest
 import torch
 from torch_scipy_op import _boundary, _kernel_ops
-from torch_scipy_op._boundary import host_round_trip, run_kernel
+from torch_scipy_op._boundary import NUMPY, host_round_trip, run_kernel
 from torch_scipy_op._kernel_ops import all_at_once, batch_first, kernel_op
 from torch_scipy_op.testing import needs_cuda, needs_cupy
 from torch_scipy_op.testing._helpers import round_trip
+
+from reference.bad_fft import bad_fft
 
 
 def recording_kernel(seen: dict):
@@ -297,6 +299,82 @@ def test_kernel_op_dispatches_wherever_a_layer_acts_on_the_call(dispatched, laye
         check_dtype=False,
     )
     assert dispatched, f"{layer}: the call skipped the dispatcher"
+
+
+@pytest.fixture
+def bad_fft_dispatched():
+    """bad_fft's kernel-op calls that reached the dispatcher, by role, through CPU kernels that record them."""
+    calls = []
+    library = torch.library.Library("reference", "IMPL")
+    for role, call in bad_fft.declared.kernel_ops.items():
+
+        def recording(*args, role=role, compute=call.compute):
+            calls.append(role)
+            return compute(*args)
+
+        library.impl(f"bad_fft_{role}", recording, "CPU")
+    yield calls
+    library._destroy()
+
+
+def test_a_declared_op_skips_the_dispatcher_in_plain_eager_code_and_only_there(bad_fft_dispatched):
+    """Forward, backward and a forward without autograd, each past the dispatcher; under a mode, through it."""
+    x = torch.randn(2, 6, 8, requires_grad=True)
+    bad_fft(x).sum().backward()
+    with torch.no_grad():
+        bad_fft(x)
+    assert bad_fft_dispatched == []
+    with _NoOpDispatchMode():
+        bad_fft(x).sum().backward()
+        with torch.no_grad():
+            bad_fft(x)
+    assert bad_fft_dispatched == ["forward", "backward", "forward"]
+
+
+def test_saved_values_keep_the_kernels_memory_and_outputs_get_their_own(monkeypatch):
+    """What only the derivatives read crosses without a copy; an output is resizable, in torch's memory (here the
+    kernel's `backend.empty`, taken without a copy)."""
+    returned = []
+    arrays = _boundary._arrays
+
+    def recording(xp, kernel, result):
+        results = arrays(xp, kernel, result)
+        returned.extend(r.ctypes.data for r in (results if isinstance(results, tuple) else (results,)))
+        return results
+
+    monkeypatch.setattr(_boundary, "_arrays", recording)
+    y = bad_fft(torch.randn(2, 128, 128, requires_grad=True))  # a magnitude of 64 KiB: in torch's memory
+    magnitude, spectrum = returned
+    _, saved_spectrum = y.grad_fn.saved_tensors
+    assert saved_spectrum.data_ptr() == spectrum
+    assert y.data_ptr() == magnitude
+    assert_resizable(y)
+
+
+def _into_empty(backend, x):
+    """Results written into `backend.empty`: whole, twice, as a view, and a copy of the input as a saved value."""
+    out = backend.xp.multiply(x, 2, out=backend.empty(x.shape, x.dtype))
+    return out, out, out.reshape(-1), out[..., :1], x.copy()
+
+
+def test_a_result_takes_the_memory_of_backend_empty_once_and_whole_and_a_saved_value_never_shares_it():
+    x = torch.randn(64, 256)  # 64 KiB: in torch's memory
+    whole, again, flat, part, saved = run_kernel(_into_empty, x, owned=3)  # part and saved: saved values
+    expected = (2 * x, 2 * x, (2 * x).reshape(-1), (2 * x)[..., :1], x)
+    for t, e in zip((whole, again, flat, part, saved), expected, strict=True):
+        torch.testing.assert_close(t, e, check_stride=False)
+    pointers = [t.data_ptr() for t in (whole, again, flat, part, saved)]
+    assert len(set(pointers)) == len(pointers), "only one result may own the buffer; no other may share it"
+    assert_resizable(whole, again)
+
+
+def test_backend_empty_is_torch_memory_from_64_kib():
+    """Below, copying a result costs less than making an array in torch's memory."""
+    small, large = NUMPY.empty((16383,), np.float32), NUMPY.empty((16384,), np.float32)
+    assert small.base is None
+    assert type(_boundary._owner(large)) is _boundary._ResultView
+    with pytest.raises(TypeError, match=r"^backend.empty: torch has no dtype for <U1$"):
+        NUMPY.empty((1 << 16,), "U1")
 
 
 # The private torch names the shortcut reads. A torch release may rename or change any of them.

@@ -5,8 +5,8 @@ and SciPy for CPU tensors, CuPy and cupyx.scipy for CUDA tensors when CuPy is
 installed. `run_kernel` lets kernels read tensors without copies, leaving their
 storages resizable and their values unchanged (NumPy sees read-only arrays), computes
 float16 and bfloat16 in float32, and hands back new tensors (one per array the kernel
-returns) in torch's own memory. The kernel ops (`_kernel_ops`) call kernels through it;
-nothing here knows of autograd.
+returns) in torch's own memory, but for values only an op's derivatives read. The kernel
+ops (`_kernel_ops`) call kernels through it; nothing here knows of autograd.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import contextvars
 import functools
 import importlib
 import importlib.metadata
+import math
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,6 +32,8 @@ from ._opaque import Opaque
 
 # Below this many elements, a second FFT thread costs more than it saves.
 _MIN_ELEMENTS_PER_FFT_THREAD = 1 << 17
+# Below this many bytes, copying a result into torch's memory costs less than making the array in it.
+_MIN_BYTES_IN_TORCH_MEMORY = 1 << 16
 
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 # NumPy has no bfloat16, and SciPy computes float16 in float32 anyway; so does native torch on the CPU.
@@ -75,6 +78,22 @@ class ArrayBackend:
 
     def next_fast_len(self, n: int) -> int:
         return self.fft.next_fast_len(n, real=True)
+
+    def empty(self, shape: tuple[int, ...], dtype: Any) -> Any:
+        """A new array for a kernel to write a result into (`xp.multiply(a, b, out=backend.empty(...))`) and return.
+
+        On NumPy, from 64 KiB, its memory is torch's: returned whole, as one result, it becomes that
+        result's tensor without a copy (a view of it, or a second return, is copied). A smaller one, and
+        one on CuPy, is the array module's `empty`. A kernel must not keep it after it returns: the op's
+        caller owns it.
+        """
+        dtype = np.dtype(dtype) if self.xp is np else dtype
+        if self.xp is not np or math.prod(shape) * dtype.itemsize < _MIN_BYTES_IN_TORCH_MEMORY:
+            return self.xp.empty(shape, dtype)
+        torch_dtype = _TORCH_DTYPE.get(dtype)
+        if torch_dtype is None:
+            raise TypeError(f"backend.empty: torch has no dtype for {dtype}")
+        return _host_array(torch.empty(shape, dtype=torch_dtype), writable=True, view=_ResultView())
 
     def fuse(self, body: Callable[..., Any]) -> Callable[..., Any]:
         """`body(xp, *args)` as a function of `args`: one fused kernel on CuPy, the body itself on NumPy.
@@ -127,7 +146,7 @@ def host_round_trip():
 Kernel = Callable[..., Any]
 
 
-def run_kernel(kernel: Kernel, *args: Any) -> Any:
+def run_kernel(kernel: Kernel, *args: Any, owned: int | None = None) -> Any:
     """Calls `kernel(backend, *args)` with each tensor in `args` as an array, and returns its result as tensors.
 
     `args` are tensors, which share one device, and plain values (a float, int, bool or
@@ -142,10 +161,14 @@ def run_kernel(kernel: Kernel, *args: Any) -> Any:
     output is a new tensor in torch's own memory, resizable, never aliasing an input,
     whatever the array's strides or flags. NumPy's floating-point warnings are off, as
     native torch gives Inf and NaN silently; a kernel's other warnings reach the caller.
+
+    With `owned`, only the first `owned` results are such tensors; on the CPU the others
+    may share the kernel's NumPy memory, without a copy: for values no caller sees or
+    resizes (what an op saves for its derivatives).
     """
     first = next(a for a in args if isinstance(a, torch.Tensor))
     if first.dtype in _COMPUTED_IN_FLOAT32:
-        results = run_kernel(kernel, *(_in_float32(a) for a in args))
+        results = run_kernel(kernel, *(_in_float32(a) for a in args), owned=owned)
         return _map(lambda r: r.to(first.dtype) if r.is_floating_point() else r, results)
     if first.is_cuda and CUPY is not None and _use_cupy.get():
         return _run_on_cupy(kernel, first.device, args)
@@ -155,8 +178,13 @@ def run_kernel(kernel: Kernel, *args: Any) -> Any:
         _warn_round_trip(kernel, first.device)
         arrays = [_host_array(a.detach().cpu()) if isinstance(a, torch.Tensor) else plain_value(a) for a in args]
     with np.errstate(all="ignore"):
-        result = kernel(NUMPY, *arrays)
-    tensors = _map(lambda r: _new_tensor(np, kernel, r), _arrays(np, kernel, result))
+        result = _arrays(np, kernel, kernel(NUMPY, *arrays))
+    tensors: Any
+    if not isinstance(result, tuple):
+        tensors = _new_tensor(np, kernel, result)
+    else:
+        shared = len(result) if owned is None or not first.is_cpu else owned
+        tensors = tuple([_new_tensor(np, kernel, r, shared=i >= shared) for i, r in enumerate(result)])
     return tensors if first.is_cpu else _map(lambda t: t.to(first.device), tensors)
 
 
@@ -237,7 +265,35 @@ class _HostView:
     _tensor: torch.Tensor
 
 
-def _host_array(t: torch.Tensor, writable: bool = False) -> np.ndarray:
+class _ResultView(_HostView):
+    """The memory of a result tensor that `ArrayBackend.empty` made; `taken` once a result has become it."""
+
+    __slots__ = ("taken",)
+
+    def __init__(self):
+        self.taken = False
+
+
+def _owner(array: np.ndarray) -> Any:
+    """What holds `array`'s memory: the first of its bases that is not an array (None for an array of its own)."""
+    base = array.base
+    while isinstance(base, np.ndarray):
+        base = base.base
+    return base
+
+
+def _taken_whole(array: np.ndarray, view: _ResultView) -> torch.Tensor | None:
+    """The tensor of `backend.empty` that `array` is, whole, if no result has taken it yet; else None."""
+    t = view._tensor
+    if view.taken or array.shape != t.shape or _TORCH_DTYPE.get(array.dtype) != t.dtype:
+        return None
+    if array.ctypes.data != t.data_ptr() or not array.flags.c_contiguous:
+        return None
+    view.taken = True
+    return t
+
+
+def _host_array(t: torch.Tensor, writable: bool = False, view: _HostView | None = None) -> np.ndarray:
     """A dense CPU tensor as a NumPy array that shares its memory, or a copy for a conjugate or negated view.
 
     The array is read-only unless `writable`: kernels read inputs through it, and must not change them.
@@ -256,7 +312,7 @@ def _host_array(t: torch.Tensor, writable: bool = False) -> np.ndarray:
         return np.zeros(t.shape, dtype=typestr)
     if t.is_conj() or t.is_neg():
         t = t.resolve_conj().resolve_neg()
-    view = _HostView()
+    view = _HostView() if view is None else view
     view._tensor = t
     view.__array_interface__ = {
         "data": (t.data_ptr(), not writable),
@@ -268,17 +324,29 @@ def _host_array(t: torch.Tensor, writable: bool = False) -> np.ndarray:
     return np.asarray(view)
 
 
-def _new_tensor(xp: ModuleType, kernel: Kernel, array: Any, device: torch.device | str = "cpu") -> torch.Tensor:
-    """A new tensor in torch's memory with `array`'s values, whatever its strides and flags.
+def _new_tensor(
+    xp: ModuleType, kernel: Kernel, array: Any, device: torch.device | str = "cpu", shared: bool = False
+) -> torch.Tensor:
+    """A new tensor in torch's memory with `array`'s values, whatever its strides and flags; or, where `shared`,
+    a tensor that shares a writable NumPy array's memory.
 
     A tensor that shares the array's memory (torch.from_numpy, torch.from_dlpack) could not be
-    resized. from_numpy also refuses negative strides, and warns on a read-only array: those
-    are copied by NumPy, the others (most arrays) by torch, which is faster.
+    resized. from_numpy also refuses negative strides, and warns on a read-only array (an input's,
+    which a result must never share): those are copied by NumPy, the others (most arrays) by torch,
+    which is faster.
     """
     dtype = _TORCH_DTYPE.get(array.dtype)
     if dtype is None:
         raise TypeError(f"{_name(kernel)} returned an array of dtype {array.dtype}, which torch has no dtype for")
+    owner = _owner(array) if xp is np else None
+    if type(owner) is _ResultView:  # torch's memory, which an output may own: never shared
+        tensor = _taken_whole(array, owner)
+        if tensor is not None:
+            return tensor
+        shared = False
     if xp is np and array.flags.writeable and min(array.strides, default=0) >= 0:
+        if shared:
+            return torch.from_numpy(array)
         return torch.from_numpy(array).clone(memory_format=torch.contiguous_format)
     out = torch.empty(array.shape, dtype=dtype, device=device)
     xp.copyto(_host_array(out, writable=True) if xp is np else xp.from_dlpack(out), array)

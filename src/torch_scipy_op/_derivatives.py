@@ -27,10 +27,11 @@ _GIVES = {
 }
 
 
-def _save(ctx, values) -> None:
+def _save(ctx, values, under_torch_func: bool) -> None:
     """Keeps `values` for the derivatives: tensors as saved tensors, the rest as they are.
 
-    Tensors are saved for forward mode too where it may come: in a dual level, or under torch.func.
+    Tensors are saved for forward mode too where it may come: in a dual level, or `under_torch_func`
+    (where torch cannot tell, too).
     """
     compiling = torch.compiler.is_compiling()
     tensors: list[torch.Tensor] = []
@@ -44,7 +45,7 @@ def _save(ctx, values) -> None:
         else:
             slots.append((v,))
     ctx.save_for_backward(*tensors)
-    if compiling or _dual_level_open() or not _outside_torch_func():
+    if compiling or under_torch_func or _dual_level_open():
         ctx.save_for_forward(*tensors)
     ctx.slots = slots
 
@@ -175,7 +176,11 @@ def _call(d: DeclaredOp, role: str, leading, state, targets, needed_for: str) ->
         raise _missing(d, role, needed_for)
     if _recording():
         return _spread(d.appliers[role](*leading, *state, *targets), targets)
-    results = _as_tuple(d.kernel_ops[role](*leading, *_kernel_state(state), *_kernel_targets(targets)))
+    state = _kernel_state(state)
+    for i in d.untaken[role]:  # a tensor the kernel does not take crosses no boundary: the kernel op gets None
+        if isinstance(state[i], torch.Tensor):
+            state[i] = None
+    results = _as_tuple(d.kernel_ops[role](*leading, *state, *_kernel_targets(targets)))
     return [None if t is None else r for r, t in zip(results, targets, strict=True)]
 
 
@@ -263,7 +268,7 @@ def _keep(ctx, d: DeclaredOp, role: str, inputs) -> None:
     # What zeros take in place of an output's gradient (Jvp's outputs are the op's outputs' tangents).
     like = next((t for t in inputs if isinstance(t, torch.Tensor) and t.dtype.is_floating_point), None)
     ctx.target_meta = [None if t is None or like is None else (t, like.dtype, like.device) for t in ctx.targets]
-    _save(ctx, inputs[: n_leading + d.n_state])
+    _save(ctx, inputs[: n_leading + d.n_state], not _outside_torch_func())
 
 
 def make_functions(declared: DeclaredOp) -> type[torch.autograd.Function]:
@@ -310,7 +315,7 @@ def make_functions(declared: DeclaredOp) -> type[torch.autograd.Function]:
             # Under torch.func's vmap rule for a Function (a ctx that wraps the Function's own), marking the saved
             # values non-differentiable does not reach the Function's outputs, and a None tangent for a float one
             # then fails inside torch (jvp(vmap(f)); torch 2.9 to 2.15): their tangents are zeros there.
-            wrapped = hasattr(ctx, "_pt_inner_ctx")
+            wrapped = keep_all and hasattr(ctx, "_pt_inner_ctx")
             ctx.saved_meta = [_meta(s) or _complex_meta(s) for s in outputs[d.n_outputs :]] if wrapped else None
             state = []
             for i, named, fixed in zip(
@@ -324,7 +329,7 @@ def make_functions(declared: DeclaredOp) -> type[torch.autograd.Function]:
             state += [
                 s if named else None for s, named in zip(outputs[d.n_outputs :], d.kernels_take_saved, strict=True)
             ]
-            _save(ctx, (*state, *(inputs[i] for i in d.plain_positions)))
+            _save(ctx, (*state, *(inputs[i] for i in d.plain_positions)), keep_all)
 
         @staticmethod
         def backward(ctx, *grads):
@@ -353,6 +358,20 @@ def make_functions(declared: DeclaredOp) -> type[torch.autograd.Function]:
                 return tuple(outputs + [None] * len(d.saved)) if len(outputs) + len(d.saved) > 1 else outputs[0]
             zeros = [None if m is None else torch.zeros(m[0], dtype=m[1], device=m[2]) for m in ctx.saved_meta]
             return tuple(outputs + zeros)
+
+    class Direct(Op):
+        """Op as plain eager code applies it (see `DeclaredOp.__call__`): its forward kernel op's implementation
+        called directly, and its public outputs alone, the saved values kept in ctx, in the kernel's own memory
+        (no caller sees them). The same values and derivatives as Op's, at less cost a call."""
+
+        @staticmethod
+        def forward(ctx, *args):
+            d = _DECLARED[key]
+            output = d.kernel_ops["forward"].compute(*args, owned=d.n_outputs)
+            Op.setup_context(ctx, args, output)
+            return d._public(output)
+
+        setup_context = torch.autograd.Function.setup_context  # the base one: forward takes ctx
 
     class Backward(torch.autograd.Function):
         """B(g) = J^T g, per tensor input: linear in g."""
@@ -489,6 +508,8 @@ def make_functions(declared: DeclaredOp) -> type[torch.autograd.Function]:
             return _present(total, ctx.targets)
 
     class_name = "".join(word.capitalize() for word in declared.name.split("_"))
+    Direct.__name__ = Direct.__qualname__ = class_name + "Function"  # torch names grad_fn after it
+    declared.direct = Direct.apply
     functions = {"forward": Op, "backward": Backward, "jvp": Jvp, "curvature": Curvature}
     suffixes = {"forward": "Function", "backward": "Backward", "jvp": "Jvp", "curvature": "Curvature"}
     for role, function in functions.items():

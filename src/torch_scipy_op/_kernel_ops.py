@@ -160,8 +160,8 @@ def kernel_op(qualname: str, schema: str, kernel: Kernel, *, fake=None, vmap=Non
     op = getattr(getattr(torch.ops, namespace), name).default
     returns = schema.split("->")[1].strip()
 
-    def compute(*args):
-        results = run_kernel(kernel, *args)
+    def compute(*args, owned=None):
+        results = run_kernel(kernel, *args, owned=owned)
         if verify is not None:
             verify(args, results)
         return results
@@ -210,6 +210,8 @@ def kernel_op(qualname: str, schema: str, kernel: Kernel, *, fake=None, vmap=Non
     torch.library.register_vmap(qualname, vmap_rule, lib=library)
     run_in_float32_under_autocast(qualname, library)
     call.op = op  # type: ignore[attr-defined]
+    # For a caller that has seen `_plain_eager_call` hold; `owned` as run_kernel takes it.
+    call.compute = compute  # type: ignore[attr-defined]
     call.differentiate = None  # type: ignore[attr-defined]
     return call
 
@@ -277,17 +279,18 @@ def _plain_dispatch_keys(is_cuda: bool) -> frozenset[int]:
     return frozenset(keys)
 
 
-def _plain_eager_call(args: tuple[Any, ...]) -> bool:
+def _plain_eager_call(args: tuple[Any, ...], recorded: bool = False) -> bool:
     """Whether a kernel op's call on `args` can run its implementation itself.
 
     That is plain eager code, where dispatching would do nothing but call the implementation:
-    no autograd to record, no torch.func transform, autocast, dispatch or function mode, JIT
-    trace or profiler, and every tensor a dense CPU or CUDA tensor (inference tensors included)
-    with no extra dispatch key (no fake, meta, zero, negated or wrapped tensor). Nor may a
-    torch.compile frame hook be active, as it is in code that a compiled function runs
-    without tracing: it would trace the kernel's NumPy calls, which the implementation the
-    dispatcher calls is guarded against. On a small CPU machine, amid a step's other work,
-    these checks cost ~13 µs a call, and dispatching ~40 µs.
+    no autograd to record (unless `recorded`: the caller's autograd.Function records the call),
+    no torch.func transform, autocast, dispatch or function mode, JIT trace or profiler, and every
+    tensor a dense CPU or CUDA tensor (inference tensors included) with no extra dispatch key
+    (no fake, meta, zero, negated or wrapped tensor). Nor may a torch.compile frame hook be
+    active, as it is in code that a compiled function runs without tracing: it would trace the
+    kernel's NumPy calls, which the implementation the dispatcher calls is guarded against. On a
+    small CPU machine, amid a step's other work, these checks cost ~13 µs a call, and dispatching
+    ~40 µs.
     """
     try:
         if (
@@ -301,7 +304,7 @@ def _plain_eager_call(args: tuple[Any, ...]) -> bool:
             or _compile_frame_hook() is not None
         ):
             return False
-        grad = torch.is_grad_enabled()
+        grad = not recorded and torch.is_grad_enabled()
         for a in args:
             if isinstance(a, torch.Tensor) and not (
                 type(a) in _PLAIN_TENSOR_TYPES

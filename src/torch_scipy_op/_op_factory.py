@@ -224,6 +224,10 @@ class DeclaredOp:
         }
         self.kernels_take_input = tuple(name in self.needs for name in self.tensors)
         self.kernels_take_saved = tuple(name in self.needs for name in self.saved)
+        # Per derivative kernel, the positions in the state of what it does not take.
+        self.untaken = {
+            role: tuple(i for i, n in enumerate(self._state_names) if n not in names[role]) for role in self.roles
+        }
 
     def _qualnames(self) -> list[str]:
         """Every operator the op registers: its kernel ops and itself."""
@@ -305,6 +309,7 @@ class DeclaredOp:
         return batch_expanded(info, results)
 
     replaced = False  # set where the op is declared again
+    direct: Callable[..., Any]  # the op's Function as plain eager code applies it, set by make_functions
 
     def __call__(self, *args, **kwargs):
         """The op on the user's arguments, as the public function and torch.ops call it."""
@@ -324,10 +329,12 @@ class DeclaredOp:
             check_tensors(self.name, tensors, self.data)
         if self.check is not None:
             self.check(*args)
-        # Where no derivative can be asked for (plain eager code, no input that requires grad),
-        # the Function would only call the forward: call it directly.
-        if not torch.compiler.is_compiling() and not _requires_grad(tensors) and _plain_eager_call(args):
-            return self._public(self.kernel_ops["forward"](*args))
+        # In plain eager code the forward kernel op would only call its implementation: call it directly,
+        # and where no derivative can be asked for (no input that requires grad), without the Function.
+        if not torch.compiler.is_compiling() and _plain_eager_call(args, recorded=True):
+            if not _requires_grad(tensors):
+                return self._public(self.kernel_ops["forward"].compute(*args, owned=self.n_outputs))
+            return self.direct(*args)
         return self._public(self._apply(*args))
 
     def _refuse_opaque_beyond_eager(self) -> None:

@@ -52,6 +52,7 @@ import torch._dynamo
 import torch._functorch.config
 import torch._inductor.config
 
+from .. import _kernel_ops
 from .._checks import FLOAT_DTYPES, strict_checks
 from ._helpers import (
     DEVICES,
@@ -348,6 +349,29 @@ class OpContract:
     def test_values_and_gradients_match_native(self, sample, dtype, device):
         args = self.args(sample, dtype, device)
         assert_matches(self.call, self.call_native, *args, **self.tolerance(dtype))
+
+    @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+    def test_eager_shortcut_matches_the_dispatched_path(self, sample, dtype, device, monkeypatch):
+        """Plain eager code calls the kernels past the dispatcher and applies a leaner autograd.Function: the
+        same values, gradients and second derivatives, to the last bit, as every call through the dispatcher."""
+
+        def run():
+            torch.manual_seed(0)
+            args = self.args(sample, dtype, device)
+            inputs = [args[i] for i in self.differentiable_positions(args)]
+            with torch.no_grad():
+                untracked = outputs(self.call(*args))
+            tracked = outputs(self.float_outputs(self.call)(*args))
+            grads = torch.autograd.grad(tracked, inputs, [torch.ones_like(o) for o in tracked], create_graph=True)
+            second = []
+            if self.has_second_order:
+                second = torch.autograd.grad(sum(g.pow(2).sum() for g in grads), inputs, allow_unused=True)
+            return [*untracked, *tracked, *grads, *second]
+
+        shortcut = run()
+        monkeypatch.setattr(_kernel_ops, "_dispatch_mode_depth", lambda: 1)  # as under a mode: every call dispatches
+        for ours, dispatched in zip(shortcut, run(), strict=True):
+            torch.testing.assert_close(ours, dispatched, rtol=0, atol=0, equal_nan=True)
 
     @pytest.mark.parametrize("view", ["strided", "expanded", "transposed"])
     def test_non_contiguous_inputs(self, view, device):

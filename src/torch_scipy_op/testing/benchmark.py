@@ -213,11 +213,15 @@ def geometric_mean(values: list[float]) -> float:
     return math.exp(sum(math.log(v) for v in values) / len(values))
 
 
-def parse_args(doc: str) -> argparse.Namespace:
+def parse_args(doc: str, threads: bool = False) -> argparse.Namespace:
+    """The benchmark scripts' options; `threads` adds --threads (1, or torch's default), for a script that runs each
+    thread setting in a process of its own."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--min-run-time", type=float, default=0.2, help="seconds per measurement")
     parser.add_argument("--tiny", action="store_true", help="the tests' first sample, once: does the benchmark run?")
+    if threads:
+        parser.add_argument("--threads", choices=["1", "default"], help="one setting, in this process")
     return parser.parse_args()
 
 
