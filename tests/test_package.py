@@ -152,6 +152,42 @@ def test_the_testing_module_changes_nothing_outside_the_contract(tmp_path):
     assert re.search(r"^2 passed", result.stdout.splitlines()[-1]), result.stdout
 
 
+def test_a_contract_outside_the_template_skips_the_benchmark_script_it_does_not_have(tmp_path):
+    """The README's "Without the template": a TestContract with no benchmarks/bench_<op>.py beside it."""
+    (tmp_path / "test_square.py").write_text(
+        textwrap.dedent(
+            """
+            from torch_scipy_op import declare_op
+            from torch_scipy_op.testing import OpContract
+
+            SQUARE = declare_op(
+                "outside_template::square",
+                "(Tensor x) -> Tensor",
+                forward=lambda backend, x: x * x,
+                backward=lambda backend, grad, x: 2 * grad * x,
+            )
+
+
+            @SQUARE.public
+            def square(x):
+                return SQUARE(x)
+
+
+            class TestContract(OpContract):
+                op = staticmethod(square)
+                native = staticmethod(lambda x: x * x)
+                samples = ({"x": (3,)},)
+            """
+        ),
+        encoding="utf-8",
+    )
+    command = [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", "-k", "benchmark_runs"]
+    command += ["--rootdir", str(tmp_path), "-c", "/dev/null", "test_square.py"]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert "no benchmarks/bench_square.py, the template's benchmark script, to run" in result.stdout, result.stdout
+    assert re.search(r"^1 skipped", result.stdout.splitlines()[-1]), result.stdout
+
+
 @pytest.mark.slow
 def test_the_package_type_checks(tmp_path):
     """mypy, with SciPy's stubs, as pyproject.toml configures it: users' type checkers read the package (py.typed)."""
