@@ -6,6 +6,7 @@ placements (a replicated weight's is a partial sum over sharded data, as native'
 data). What the ops cannot take is refused with what to do.
 """
 
+import gc
 import os
 import tempfile
 
@@ -33,6 +34,18 @@ TOTAL = declare_op(
     fake=lambda x: x.new_empty(()),
 )
 
+# Two outputs of fewer dims than the input: a mean and a variance over the last dim.
+MEAN_AND_VAR = declare_op(
+    "dtensor_test::mean_and_var",
+    "(Tensor x) -> (Tensor mean, Tensor var)",
+    forward=lambda backend, x: (x.mean(-1), x.var(-1)),
+    backward=lambda backend, grad_mean, grad_var, x, mean: (
+        grad_mean[..., None] / x.shape[-1] + grad_var[..., None] * 2 * (x - mean[..., None]) / x.shape[-1]
+    ),
+    batched=True,
+    fake=lambda x: (x.new_empty(x.shape[:-1]), x.new_empty(x.shape[:-1])),
+)
+
 
 def conv2d(x, weight, bias):
     """scipy_conv2d natively, for x of shape (B, H, W)."""
@@ -44,7 +57,12 @@ CASES = {
     "bad_fft": (bad_fft, lambda x: torch.fft.rfft2(x).abs(), [((5, 6, 8), True)]),
     "my_op": (my_op, lambda x, w, f: w * torch.sin(f * x), [((4, 6), True), ((6,), False), (0.9, False)]),
     "scipy_conv2d": (scipy_conv2d, conv2d, [((7, 7, 6), True), ((3, 3), False), ((1,), False)]),
+    "mean_and_var": (MEAN_AND_VAR, lambda x: (x.mean(-1), x.var(-1, correction=0)), [((5, 3, 6), True)]),
 }
+
+
+def as_tuple(outputs):
+    return outputs if isinstance(outputs, tuple) else (outputs,)
 
 
 def _each_case(rank, store):
@@ -65,15 +83,18 @@ def _each_case(rank, store):
                     placement = shard if is_data else Replicate()
                     t = distribute_tensor(torch.randn(spec, dtype=torch.float64), mesh, [placement])
                     ours.append(t.detach().requires_grad_()), theirs.append(t.detach().requires_grad_())
-                y = op(*ours)
+                outputs = op(*ours)
                 try:
                     expected = native(*theirs)
                 except (NotImplementedError, RuntimeError):  # DTensor's rules for FFTs and conv2d came after 2.9
                     assert torch.__version__ < (2, 13), name
                     continue
-                assert y.placements == expected.placements, (name, shard, y.placements)
-                torch.testing.assert_close(y.full_tensor(), expected.full_tensor())
-                y.square().sum().backward(), expected.square().sum().backward()
+                outputs, expected = as_tuple(outputs), as_tuple(expected)
+                for y, e in zip(outputs, expected, strict=True):
+                    assert y.placements == e.placements, (name, shard, y.placements)
+                    torch.testing.assert_close(y.full_tensor(), e.full_tensor())
+                sum(y.square().sum() for y in outputs).backward()
+                sum(e.square().sum() for e in expected).backward()
                 for a, b, (_, is_data) in zip(ours, theirs, specs, strict=True):
                     if isinstance(a, torch.Tensor):
                         # Data's gradient is placed as the data, with no communication; native's FFTs, which
@@ -82,6 +103,9 @@ def _each_case(rank, store):
                         assert a.grad.placements == expected_placements, (name, shard, a.grad.placements)
                         torch.testing.assert_close(a.grad.full_tensor(), b.grad.full_tensor())
         _refusals(mesh, Shard, Replicate, distribute_tensor)
+        # The refusals' tracebacks hold DTensors in reference cycles: freed now, not after gloo is torn down,
+        # where their destructors abort the process.
+        gc.collect()
     finally:
         dist.destroy_process_group()
 
