@@ -166,14 +166,16 @@ def run_kernel(kernel: Kernel, *args: Any, owned: int | None = None) -> Any:
     may share the kernel's NumPy memory, without a copy: for values no caller sees or
     resizes (what an op saves for its derivatives).
     """
-    first = next(a for a in args if isinstance(a, torch.Tensor))
+    for first in args:  # the first tensor: a loop, as a generator costs a frame a call
+        if isinstance(first, torch.Tensor):
+            break
     if first.dtype in _COMPUTED_IN_FLOAT32:
         results = run_kernel(kernel, *(_in_float32(a) for a in args), owned=owned)
         return _map(lambda r: r.to(first.dtype) if r.is_floating_point() else r, results)
     if first.is_cuda and CUPY is not None and _use_cupy.get():
         return _run_on_cupy(kernel, first.device, args)
     if first.is_cpu:
-        arrays = [_host_array(a) if isinstance(a, torch.Tensor) else plain_value(a) for a in args]
+        arrays = [_host_array(a) if isinstance(a, torch.Tensor) else a.value if type(a) is Opaque else a for a in args]
     else:
         _warn_round_trip(kernel, first.device)
         arrays = [_host_array(a.detach().cpu()) if isinstance(a, torch.Tensor) else plain_value(a) for a in args]
@@ -303,19 +305,20 @@ def _host_array(t: torch.Tensor, writable: bool = False, view: _HostView | None 
     typestr = _NUMPY_TYPESTR.get(t.dtype)
     if typestr is None:
         raise TypeError(f"NumPy has no dtype for {t.dtype}")
-    if not t.data_ptr():  # no memory to share: an empty tensor, or a zero tensor (NumPy 1 refuses a null pointer)
+    if t.is_conj() or t.is_neg():
+        t = t.resolve_conj().resolve_neg()
+    pointer = t.data_ptr()
+    if not pointer:  # no memory to share: an empty tensor, or a zero tensor (NumPy 1 refuses a null pointer)
         if t.numel() and not t._is_zerotensor():  # its storage was freed (resize_(0), as FSDP frees parameters)
             raise RuntimeError(
                 f"a tensor of shape {tuple(t.shape)} and dtype {t.dtype} has no memory: its storage holds "
                 f"{t.untyped_storage().nbytes()} bytes (freed, as FSDP frees a sharded parameter outside its forward)"
             )
         return np.zeros(t.shape, dtype=typestr)
-    if t.is_conj() or t.is_neg():
-        t = t.resolve_conj().resolve_neg()
     view = _HostView() if view is None else view
     view._tensor = t
     view.__array_interface__ = {
-        "data": (t.data_ptr(), not writable),
+        "data": (pointer, not writable),
         "shape": t.shape,
         "strides": None if t.is_contiguous() else tuple([stride * t.element_size() for stride in t.stride()]),
         "typestr": typestr,
@@ -338,7 +341,7 @@ def _new_tensor(
     dtype = _TORCH_DTYPE.get(array.dtype)
     if dtype is None:
         raise TypeError(f"{_name(kernel)} returned an array of dtype {array.dtype}, which torch has no dtype for")
-    owner = _owner(array) if xp is np else None
+    owner = _owner(array) if xp is np and array.base is not None else None
     if type(owner) is _ResultView:  # torch's memory, which an output may own: never shared
         tensor = _taken_whole(array, owner)
         if tensor is not None:

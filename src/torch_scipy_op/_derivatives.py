@@ -27,13 +27,13 @@ _GIVES = {
 }
 
 
-def _save(ctx, values, under_torch_func: bool) -> None:
+def _save(ctx, values, under_torch_func: bool, plain_eager: bool = False) -> None:
     """Keeps `values` for the derivatives: tensors as saved tensors, the rest as they are.
 
     Tensors are saved for forward mode too where it may come: in a dual level, or `under_torch_func`
-    (where torch cannot tell, too).
+    (where torch cannot tell, too); never in `plain_eager` code (see `_plain_eager_call`).
     """
-    compiling = torch.compiler.is_compiling()
+    compiling = not plain_eager and torch.compiler.is_compiling()
     tensors: list[torch.Tensor] = []
     slots: list[tuple[Any] | None] = []  # None: the next saved tensor
     for v in values:
@@ -45,7 +45,7 @@ def _save(ctx, values, under_torch_func: bool) -> None:
         else:
             slots.append((v,))
     ctx.save_for_backward(*tensors)
-    if compiling or under_torch_func or _dual_level_open():
+    if not plain_eager and (compiling or under_torch_func or _dual_level_open()):
         ctx.save_for_forward(*tensors)
     ctx.slots = slots
 
@@ -66,19 +66,23 @@ def _restored(ctx) -> list:
 _will_engine_execute_node: Any = getattr(torch._C, "_will_engine_execute_node", None)
 
 
-def _needed(ctx, index: int) -> bool:
-    """Whether this backward pass uses the gradient of the Function's input `index`.
+def _needed(ctx, indices) -> list[bool]:
+    """Per input of the Function (by index), whether this backward pass uses its gradient.
 
     needs_input_grad says whether the input requires grad; torch.autograd.grad(outputs,
     inputs) may still leave its gradient unused (torch.autograd.functional.hvp does), and
     then a derivative that the op lacks must not raise.
     """
-    if not ctx.needs_input_grad[index]:
-        return False
+    needs = ctx.needs_input_grad
     if torch.compiler.is_compiling():  # compiled backward: the engine's graph is not there to ask (torch 2.9)
-        return True
+        return [needs[i] for i in indices]
+    nodes = ctx.next_functions  # a new tuple at each read
+    return [needs[i] and _executes(nodes[ctx.edges[i]][0]) for i in indices]
+
+
+def _executes(node) -> bool:
+    """Whether the engine runs the graph node `node` (an input's) in this backward pass."""
     try:
-        node = ctx.next_functions[ctx.edges[index]][0]
         return node is None or _will_engine_execute_node(node)
     except Exception:  # a private name missing or changed: count the gradient as used
         return True
@@ -271,6 +275,38 @@ def _keep(ctx, d: DeclaredOp, role: str, inputs) -> None:
     _save(ctx, inputs[: n_leading + d.n_state], not _outside_torch_func())
 
 
+def _keep_op(ctx, d: DeclaredOp, inputs, outputs: tuple, plain_eager: bool = False) -> None:
+    """The op's Function's setup_context: what its derivatives need of its inputs and outputs (all of them: its
+    public outputs, then its saved values). In `plain_eager` code (Direct's), its outputs are the public ones."""
+    public, saved = outputs[: d.n_outputs], outputs[d.n_outputs :]
+    ctx.output_meta = [_meta(o) for o in public]
+    fixed = [o for o, m in zip(public, ctx.output_meta, strict=True) if m is None]
+    if not plain_eager:
+        fixed += saved
+    if fixed:
+        ctx.mark_non_differentiable(*fixed)
+    ctx.set_materialize_grads(False)
+    ctx.edges = _edges(inputs)
+    # Under torch.func, an input that an outer transform differentiates need not require grad here.
+    keep_all = not plain_eager and not _outside_torch_func()
+    # Under torch.func's vmap rule for a Function (a ctx that wraps the Function's own), marking the saved
+    # values non-differentiable does not reach the Function's outputs, and a None tangent for a float one
+    # then fails inside torch (jvp(vmap(f)); torch 2.9 to 2.15): their tangents are zeros there.
+    wrapped = keep_all and hasattr(ctx, "_pt_inner_ctx")
+    ctx.saved_meta = [_meta(s) or _complex_meta(s) for s in saved] if wrapped else None
+    input_meta, state = [], []
+    for i, named, nondifferentiable in d.input_layout:
+        t = inputs[i]
+        meta = None if nondifferentiable else _meta(t)  # no derivative in it: no tangent to fill
+        input_meta.append(meta)
+        state.append(t if t is None or named or keep_all or t.requires_grad else _Unkept(meta))
+    ctx.input_meta = input_meta
+    state += [outputs[i] for i in d.kept_outputs]
+    state += [s if named else None for s, named in zip(saved, d.kernels_take_saved, strict=True)]
+    state += [inputs[i] for i in d.plain_positions]
+    _save(ctx, state, keep_all, plain_eager)
+
+
 def make_functions(declared: DeclaredOp) -> type[torch.autograd.Function]:
     """The op's autograd.Function, and the Functions of its derivatives, which make those differentiable.
 
@@ -300,43 +336,14 @@ def make_functions(declared: DeclaredOp) -> type[torch.autograd.Function]:
 
         @staticmethod
         def setup_context(ctx, inputs, output):
-            d = _DECLARED[key]
-            outputs = output if isinstance(output, tuple) else (output,)
-            ctx.output_meta = [_meta(o) for o in outputs[: d.n_outputs]]
-            fixed = [o for o, m in zip(outputs[: d.n_outputs], ctx.output_meta, strict=True) if m is None]
-            fixed += outputs[d.n_outputs :]
-            if fixed:
-                ctx.mark_non_differentiable(*fixed)
-            ctx.set_materialize_grads(False)
-            ctx.edges = _edges(inputs)
-            ctx.input_meta = []
-            # Under torch.func, an input that an outer transform differentiates need not require grad here.
-            keep_all = not _outside_torch_func()
-            # Under torch.func's vmap rule for a Function (a ctx that wraps the Function's own), marking the saved
-            # values non-differentiable does not reach the Function's outputs, and a None tangent for a float one
-            # then fails inside torch (jvp(vmap(f)); torch 2.9 to 2.15): their tangents are zeros there.
-            wrapped = keep_all and hasattr(ctx, "_pt_inner_ctx")
-            ctx.saved_meta = [_meta(s) or _complex_meta(s) for s in outputs[d.n_outputs :]] if wrapped else None
-            state = []
-            for i, named, fixed in zip(
-                d.tensor_positions, d.kernels_take_input, d.nondifferentiable_flags, strict=True
-            ):
-                t = inputs[i]
-                meta = None if fixed else _meta(t)  # fixed: no derivative in it, no tangent to fill
-                ctx.input_meta.append(meta)
-                state.append(t if t is None or named or keep_all or t.requires_grad else _Unkept(meta))
-            state += [outputs[i] for i in d.kept_outputs]
-            state += [
-                s if named else None for s, named in zip(outputs[d.n_outputs :], d.kernels_take_saved, strict=True)
-            ]
-            _save(ctx, (*state, *(inputs[i] for i in d.plain_positions)), keep_all)
+            _keep_op(ctx, _DECLARED[key], inputs, output if isinstance(output, tuple) else (output,))
 
         @staticmethod
         def backward(ctx, *grads):
             d = _DECLARED[key]
             _refuse_forward_over_forward_over_reverse(d)
             grads = _filled(grads[: d.n_outputs], ctx.output_meta)
-            wanted = [_needed(ctx, i) for i in d.tensor_positions]  # the gradients this backward pass uses
+            wanted = _needed(ctx, d.tensor_positions)  # the gradients this backward pass uses
             _refuse_nondifferentiable(d, wanted, "backward")
             targets = [m[0] if m is not None and w else None for w, m in zip(wanted, ctx.input_meta, strict=True)]
             result = [None] * len(d.arguments)
@@ -368,7 +375,7 @@ def make_functions(declared: DeclaredOp) -> type[torch.autograd.Function]:
         def forward(ctx, *args):
             d = _DECLARED[key]
             output = d.kernel_ops["forward"].compute(*args, owned=d.n_outputs)
-            Op.setup_context(ctx, args, output)
+            _keep_op(ctx, d, args, output if isinstance(output, tuple) else (output,), plain_eager=True)
             return d._public(output)
 
         setup_context = torch.autograd.Function.setup_context  # the base one: forward takes ctx
@@ -393,10 +400,10 @@ def make_functions(declared: DeclaredOp) -> type[torch.autograd.Function]:
             grads, state = saved[: d.n_grads], saved[d.n_grads :]
             directions = _spread(cotangents, ctx.targets)
             result = [None] * (d.n_grads + d.n_state + d.n_tensors)
-            if any(_needed(ctx, i) for i in range(d.n_grads)):  # B's adjoint in g is J
+            if any(_needed(ctx, range(d.n_grads))):  # B's adjoint in g is J
                 shapes = [None if m is None else m[0] for m in ctx.leading_meta]
                 result[: d.n_grads] = _jvp(d, directions, state, shapes, "double backward")
-            wanted = [_needed(ctx, d.n_grads + i) for i in range(d.n_tensors)]  # and B moves with x by C
+            wanted = _needed(ctx, range(d.n_grads, d.n_grads + d.n_tensors))  # and B moves with x by C
             result[d.n_grads : d.n_grads + d.n_tensors] = _curvature(d, grads, directions, state, wanted,
                                                                      "double backward")  # fmt: skip
             return tuple(result)
@@ -435,9 +442,9 @@ def make_functions(declared: DeclaredOp) -> type[torch.autograd.Function]:
             tangents, state = saved[: d.n_tensors], saved[d.n_tensors :]
             grads = _filled(_spread(cotangents, ctx.targets), ctx.target_meta)  # kernels take every output's
             result = [None] * (d.n_tensors + d.n_state + d.n_outputs)
-            wanted = [_needed(ctx, i) for i in range(d.n_tensors)]  # J's adjoint in t is B
+            wanted = _needed(ctx, range(d.n_tensors))  # J's adjoint in t is B
             result[: d.n_tensors] = _backward(d, grads, state, wanted, "reverse over forward")
-            wanted = [_needed(ctx, d.n_tensors + i) for i in range(d.n_tensors)]  # and J moves with x by C
+            wanted = _needed(ctx, range(d.n_tensors, 2 * d.n_tensors))  # and J moves with x by C
             moved = _curvature(d, grads, tangents, state, wanted, "reverse over forward")
             result[d.n_tensors : 2 * d.n_tensors] = moved
             return tuple(result)
@@ -476,15 +483,15 @@ def make_functions(declared: DeclaredOp) -> type[torch.autograd.Function]:
             leading = d.n_grads + d.n_tensors
             saved = _restored(ctx)
             grads, state = saved[: d.n_grads], saved[leading:]
-            if any(_needed(ctx, leading + i) for i in range(d.n_tensors)) and not d.third_derivatives_are_zero:
+            if any(_needed(ctx, range(leading, leading + d.n_tensors))) and not d.third_derivatives_are_zero:
                 raise _beyond(d, "third derivatives")
             cotangents = _spread(cotangents, ctx.targets)
             result = [None] * (leading + d.n_state + d.n_tensors)
-            if any(_needed(ctx, i) for i in range(d.n_grads)):  # <c, C(g, d)> = <g, d²f[c, d]>
+            if any(_needed(ctx, range(d.n_grads))):  # <c, C(g, d)> = <g, d²f[c, d]>
                 shapes = [None if m is None else m[0] for m in ctx.leading_meta[: d.n_grads]]
                 directions = saved[d.n_grads : leading]
                 result[: d.n_grads] = _second_forward(d, cotangents, directions, state, shapes, "third derivatives")
-            wanted = [_needed(ctx, d.n_grads + i) for i in range(d.n_tensors)]  # C is symmetric in d
+            wanted = _needed(ctx, range(d.n_grads, d.n_grads + d.n_tensors))  # C is symmetric in d
             result[d.n_grads : leading] = _curvature(d, grads, cotangents, state, wanted, "third derivatives")
             return tuple(result)
 

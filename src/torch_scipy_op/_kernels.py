@@ -89,6 +89,7 @@ def derivative_kernel(declared: DeclaredOp, role: str, kernel: Kernel, names: li
     n_args, n_targets = len(op_names), declared.n_targets[role]
     # Where each argument the kernel names is among the kernel op's (None: needs_input_grad).
     positions = [None if n == "needs_input_grad" else op_names.index(n) for n in names]
+    takes_needs_input_grad = None in positions
     per = "output" if role == "jvp" else "tensor input"
     result_names = declared.outputs if role == "jvp" else declared.tensors
     where = f"{declared.name}: the {role} kernel {_name(kernel)}"
@@ -97,7 +98,7 @@ def derivative_kernel(declared: DeclaredOp, role: str, kernel: Kernel, names: li
     def run(backend: ArrayBackend, *args):
         batch = args[n_args] if len(args) > n_args else 0  # the kernel op's vmap_batch, where given
         targets = args[n_args - n_targets : n_args]
-        needs_input_grad = tuple(target is not None for target in targets)
+        needs_input_grad = tuple([target is not None for target in targets]) if takes_needs_input_grad else None
         results = call(where, kernel, backend, names, [needs_input_grad if i is None else args[i] for i in positions])
         if n_targets == 1 and not isinstance(results, (tuple, list)):
             results = (results,)
@@ -107,7 +108,10 @@ def derivative_kernel(declared: DeclaredOp, role: str, kernel: Kernel, names: li
                 f"{where} returned {got}, where it gives one array (or None, or 0) per {per}: {n_targets} "
                 f"({', '.join(result_names)})"
             )
-        dtype = next(a.dtype for a in args if isinstance(a, backend.xp.ndarray))
+        for first in args:  # the first array's dtype is every result's
+            if isinstance(first, backend.xp.ndarray):
+                break
+        dtype = first.dtype
         fitted_results = []
         for name, result, target in zip(result_names, results, targets, strict=True):
             if target is None:  # not wanted: an empty placeholder, as the op's schema has one Tensor per target
@@ -115,9 +119,10 @@ def derivative_kernel(declared: DeclaredOp, role: str, kernel: Kernel, names: li
                 continue
             if result is None:
                 raise TypeError(f"{where} returned None for {name}, whose derivative is needed")
-            fitted_results.append(
-                fitted(backend.xp, where, name, result, tuple(target), role != "jvp", batch).astype(dtype, copy=False)
-            )
+            shape = tuple(target)
+            if getattr(result, "shape", None) != shape:
+                result = fitted(backend.xp, where, name, result, shape, role != "jvp", batch)
+            fitted_results.append(result if result.dtype == dtype else result.astype(dtype))
         return fitted_results[0] if n_targets == 1 else tuple(fitted_results)
 
     return run
@@ -133,8 +138,6 @@ def fitted(xp, where: str, name: str, result, shape: tuple[int, ...], may_sum: b
     SameForEverySample: it may be the same for every sample, or a sum over the batch (a kernel
     that reduces over leading dims), and only a call per sample tells.
     """
-    if getattr(result, "shape", None) == shape:
-        return result
     if not isinstance(result, (xp.ndarray, int, float, np.generic)):
         raise TypeError(f"{where} returned {type(result).__name__} for {name}, where a derivative is an array, or 0")
     array = xp.asarray(result)

@@ -224,6 +224,10 @@ class DeclaredOp:
         }
         self.kernels_take_input = tuple(name in self.needs for name in self.tensors)
         self.kernels_take_saved = tuple(name in self.needs for name in self.saved)
+        # Per tensor input: its position among the arguments, whether a kernel takes it, whether it is fixed.
+        self.input_layout = tuple(
+            zip(self.tensor_positions, self.kernels_take_input, self.nondifferentiable_flags, strict=True)
+        )
         # Per derivative kernel, the positions in the state of what it does not take.
         self.untaken = {
             role: tuple(i for i, n in enumerate(self._state_names) if n not in names[role]) for role in self.roles
@@ -319,12 +323,15 @@ class DeclaredOp:
                 "new one (import or define it again)"
             )
         args = self.bind(args, kwargs)
-        if any(isinstance(a, _dtensor.DTENSOR) for a in args):
-            return _dtensor.run_sharded(self, args)
+        tensors = [(name, args[i]) for name, i in zip(self.tensors, self.tensor_positions) if args[i] is not None]
+        for _, t in tensors:
+            if isinstance(t, _dtensor.DTENSOR):
+                return _dtensor.run_sharded(self, args)
         if self.eager_only:
             self._refuse_opaque_beyond_eager()
-        args = _autocast(args)
-        tensors = [(a.name, t) for a, t in zip(self.arguments, args, strict=True) if isinstance(t, torch.Tensor)]
+        if _autocast_may_apply():
+            args = _autocast(args)
+            tensors = [(name, args[i]) for name, i in zip(self.tensors, self.tensor_positions) if args[i] is not None]
         if tensors:
             check_tensors(self.name, tensors, self.data)
         if self.check is not None:
@@ -397,7 +404,11 @@ def _with_real_objects(fake):
 
 
 def _requires_grad(tensors) -> bool:
-    return torch.is_grad_enabled() and any(t.requires_grad for _, t in tensors)
+    if torch.is_grad_enabled():
+        for _, t in tensors:
+            if t.requires_grad:
+                return True
+    return False
 
 
 def _normal(default):
@@ -594,6 +605,16 @@ def _tensors(count: int) -> str:
 # ----------------------------------------------------------------------------
 
 
+def _autocast_may_apply() -> bool:
+    """False where torch's private check says no autocast is on: fast, and skipped where missing or failing."""
+    if _any_autocast_enabled is None:  # tested first: torch.compile traces a call that raises, not one of None
+        return True
+    try:
+        return bool(_any_autocast_enabled())
+    except Exception:  # changed
+        return True
+
+
 def _autocast(args: tuple) -> tuple:
     """Autocast's policy for the op, applied before its check: float16 and bfloat16 tensors in float32; float32
     and float64 as they are.
@@ -601,12 +622,6 @@ def _autocast(args: tuple) -> tuple:
     That is autocast's policy for native ops that need the precision, such as the FFTs: autocast
     never casts float64 (torch.mm on float64 stays float64 under it), nor anything down.
     """
-    if _any_autocast_enabled is not None:  # the private check, where torch has it: fast, and skipped if it fails
-        try:
-            if not _any_autocast_enabled():
-                return args
-        except Exception:
-            pass
     device = next((a.device.type for a in args if isinstance(a, torch.Tensor)), None)
     if device not in ("cpu", "cuda") or not torch.is_autocast_enabled(device):
         return args
