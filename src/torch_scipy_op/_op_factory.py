@@ -147,6 +147,7 @@ class DeclaredOp:
         self.grad_names = ("grad",) if len(self.outputs) == 1 else tuple(f"grad_{o}" for o in self.outputs)
         self.tensor_positions = tuple(i for i, a in enumerate(self.arguments) if a.is_tensor)
         self.plain_positions = tuple(i for i, a in enumerate(self.arguments) if not a.is_tensor)
+        self._tensor_arguments = tuple(zip(self.tensors, self.tensor_positions, strict=True))
 
     def _check_names(self) -> None:
         """Each argument, output and saved value has a name of its own, which no kernel gets anything else by."""
@@ -323,7 +324,7 @@ class DeclaredOp:
                 "new one (import or define it again)"
             )
         args = self.bind(args, kwargs)
-        tensors = [(name, args[i]) for name, i in zip(self.tensors, self.tensor_positions) if args[i] is not None]
+        tensors = self._named_tensors(args)
         for _, t in tensors:
             if isinstance(t, _dtensor.DTENSOR):
                 return _dtensor.run_sharded(self, args)
@@ -331,7 +332,7 @@ class DeclaredOp:
             self._refuse_opaque_beyond_eager()
         if _autocast_may_apply():
             args = _autocast(args)
-            tensors = [(name, args[i]) for name, i in zip(self.tensors, self.tensor_positions) if args[i] is not None]
+            tensors = self._named_tensors(args)
         if tensors:
             check_tensors(self.name, tensors, self.data)
         if self.check is not None:
@@ -343,6 +344,10 @@ class DeclaredOp:
                 return self._public(self.kernel_ops["forward"].compute(*args, owned=self.n_outputs))
             return self.direct(*args)
         return self._public(self._apply(*args))
+
+    def _named_tensors(self, args) -> list[tuple[str, torch.Tensor]]:
+        """The tensor arguments as (name, tensor), but optional ones left out (None)."""
+        return [(name, args[i]) for name, i in self._tensor_arguments if args[i] is not None]
 
     def _refuse_opaque_beyond_eager(self) -> None:
         """Where torch has no opaque objects, an Opaque argument is carried only by plain eager calls."""
