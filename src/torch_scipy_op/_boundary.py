@@ -16,6 +16,7 @@ import contextvars
 import functools
 import importlib
 import importlib.metadata
+import itertools
 import math
 import warnings
 from collections.abc import Callable
@@ -73,7 +74,11 @@ class ArrayBackend:
     def rfft2(self, a: Any, s: tuple[int, int] | None = None) -> Any:
         return self.fft.rfft2(a, s=s, **self._workers(a))
 
-    def irfft2(self, a: Any, s: tuple[int, int], norm: str = "backward") -> Any:
+    def irfft2(self, a: Any, s: tuple[int, int], norm: str = "backward", out: Any = None) -> Any:
+        """The inverse of rfft2 over the last two dims, of size `s`. With `out` (from `empty`), it returns `out`,
+        filled, where it can (on NumPy, for an `a` of s's half spectrum), else a new array: use what it returns."""
+        if out is not None and self.xp is np and _c2r_into(a, s, norm, out, **self._workers(a)):
+            return out
         return self.fft.irfft2(a, s=s, norm=norm, **self._workers(a))
 
     def next_fast_len(self, n: int) -> int:
@@ -116,6 +121,42 @@ except ImportError:
     CUPY = None
 else:
     CUPY = ArrayBackend(cupy, cupyx.scipy)
+
+
+_INVERSE_NORMS = {"backward": 2, "ortho": 1, "forward": 0}  # pocketfft's inorm: divide by N, sqrt(N), 1
+
+
+def _c2r_into(a: np.ndarray, s: tuple[int, int], norm: str, out: np.ndarray, workers: int = 1) -> bool:
+    """irfft2 of the half spectrum `a` into `out`, by SciPy's own pocketfft (private: scipy.fft.irfft2
+    has no `out`); False, with `out` untouched, where it does not apply or the private function is missing
+    or answers otherwise than scipy.fft.irfft2 (see `_c2r_agrees`)."""
+    shape = (*a.shape[:-2], s[0], s[1])
+    if norm not in _INVERSE_NORMS or a.ndim < 2 or a.shape[-2:] != (s[0], s[1] // 2 + 1) or out.shape != shape:
+        return False
+    if a.dtype not in (np.complex64, np.complex128) or out.dtype != a.real.dtype or not _c2r_agrees():
+        return False
+    _C2R(a, (a.ndim - 2, a.ndim - 1), s[1], False, _INVERSE_NORMS[norm], out, workers)
+    return True
+
+
+_C2R: Any = getattr(getattr(getattr(scipy.fft, "_pocketfft", None), "pypocketfft", None), "c2r", None)
+
+
+@functools.cache
+def _c2r_agrees() -> bool:
+    """Whether the private c2r gives scipy.fft.irfft2's values, on each norm, odd and even sizes, once a process."""
+    if _C2R is None:
+        return False
+    try:
+        a = np.random.default_rng(0).standard_normal((2, 3, 4, 2)).view(np.complex128)[..., 0]  # (2, 3, 4)
+        for norm, size in itertools.product(_INVERSE_NORMS, (6, 7)):
+            out = np.empty((2, 3, size))
+            result = _C2R(a, (1, 2), size, False, _INVERSE_NORMS[norm], out, 1)
+            if result is not out or not np.array_equal(out, scipy.fft.irfft2(a, s=(3, size), norm=norm)):
+                return False
+    except Exception:  # changed
+        return False
+    return True
 
 
 @functools.cache
