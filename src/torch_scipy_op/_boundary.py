@@ -327,13 +327,12 @@ def _owner(array: np.ndarray) -> Any:
 
 def _taken_whole(array: np.ndarray, view: _ResultView) -> torch.Tensor | None:
     """The tensor of `backend.empty` that `array` is, whole, if no result has taken it yet; else None."""
-    t = view._tensor
-    if view.taken or array.shape != t.shape or _TORCH_DTYPE.get(array.dtype) != t.dtype:
-        return None
-    if array.ctypes.data != t.data_ptr() or not array.flags.c_contiguous:
+    # Only the array that `empty` made has the view itself as its base: NumPy's views of it (a slice, a
+    # reshape, a transpose, another dtype) have that array as theirs.
+    if view.taken or array.base is not view:
         return None
     view.taken = True
-    return t
+    return view._tensor
 
 
 def _host_array(t: torch.Tensor, writable: bool = False, view: _HostView | None = None) -> np.ndarray:
