@@ -147,12 +147,13 @@ def _c2r_agrees() -> bool:
     """Whether the private c2r gives scipy.fft.irfft2's values, on each norm, odd and even sizes, once a process."""
     if _C2R is None:
         return False
+    irfft2: Any = scipy.fft.irfft2  # its stubs take norm as a Literal
     try:
         a = np.random.default_rng(0).standard_normal((2, 3, 4, 2)).view(np.complex128)[..., 0]  # (2, 3, 4)
         for norm, size in itertools.product(_INVERSE_NORMS, (6, 7)):
             out = np.empty((2, 3, size))
             result = _C2R(a, (1, 2), size, False, _INVERSE_NORMS[norm], out, 1)
-            if result is not out or not np.array_equal(out, scipy.fft.irfft2(a, s=(3, size), norm=norm)):
+            if result is not out or not np.array_equal(out, irfft2(a, s=(3, size), norm=norm)):
                 return False
     except Exception:  # changed
         return False
@@ -329,7 +330,8 @@ def _taken_whole(array: np.ndarray, view: _ResultView) -> torch.Tensor | None:
     """The tensor of `backend.empty` that `array` is, whole, if no result has taken it yet; else None."""
     # Only the array that `empty` made has the view itself as its base: NumPy's views of it (a slice, a
     # reshape, a transpose, another dtype) have that array as theirs.
-    if view.taken or array.base is not view:
+    base: Any = array.base  # typed as an ndarray; here it may be the view
+    if view.taken or base is not view:
         return None
     view.taken = True
     return view._tensor

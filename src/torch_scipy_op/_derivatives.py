@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch.autograd import forward_ad
 
-from ._kernel_ops import _outside_torch_func, _private, function_applier, torch_func_unknown
+from ._kernel_ops import _outside_torch_func, _plain_eager_call, _private, function_applier, torch_func_unknown
 
 if TYPE_CHECKING:
     from ._op_factory import DeclaredOp
@@ -178,14 +178,19 @@ def _call(d: DeclaredOp, role: str, leading, state, targets, needed_for: str) ->
     """Kernel op `role`, as its Function where it will be differentiated again: one entry per target."""
     if role not in d.kernel_ops:
         raise _missing(d, role, needed_for)
-    if _recording():
-        return _spread(d.appliers[role](*leading, *state, *targets), targets)
-    state = _kernel_state(state)
+    args = [*leading, *_kernel_state(state), *_kernel_targets(targets)]
     for i in d.untaken[role]:  # a tensor the kernel does not take crosses no boundary: the kernel op gets None
-        if isinstance(state[i], torch.Tensor):
-            state[i] = None
-    results = _as_tuple(d.kernel_ops[role](*leading, *state, *_kernel_targets(targets)))
-    return [None if t is None else r for r, t in zip(results, targets, strict=True)]
+        if isinstance(args[len(leading) + i], torch.Tensor):
+            args[len(leading) + i] = None
+    kernel_op = d.kernel_ops[role]
+    # Plain eager code with grad mode off (no double backward) records nothing: the implementation itself.
+    if not torch.compiler.is_compiling() and not torch.is_grad_enabled() and _plain_eager_call(args):
+        results = kernel_op.compute(*args)
+    elif _recording():
+        return _spread(d.appliers[role](*leading, *state, *targets), targets)
+    else:
+        results = kernel_op(*args)
+    return [None if t is None else r for r, t in zip(_as_tuple(results), targets, strict=True)]
 
 
 def _inputs_meta(d: DeclaredOp, state) -> list:

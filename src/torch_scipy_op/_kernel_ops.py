@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar, cast
 
 import torch
@@ -279,7 +279,7 @@ def _plain_dispatch_keys(is_cuda: bool) -> frozenset[int]:
     return frozenset(keys)
 
 
-def _plain_eager_call(args: tuple[Any, ...], recorded: bool = False) -> bool:
+def _plain_eager_call(args: Sequence[Any], recorded: bool = False) -> bool:
     """Whether a kernel op's call on `args` can run its implementation itself.
 
     That is plain eager code, where dispatching would do nothing but call the implementation:
