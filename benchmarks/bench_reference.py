@@ -43,7 +43,8 @@ def bare_scipy_conv2d(x, weight, grad):
 
 
 def median_us(stmt: str, min_run_time: float, **names) -> float:
-    return benchmark.Timer(stmt, globals=names).blocked_autorange(min_run_time=min_run_time).median * 1e6
+    timer = benchmark.Timer(stmt, globals=names, num_threads=torch.get_num_threads())  # its default is 1
+    return timer.blocked_autorange(min_run_time=min_run_time).median * 1e6
 
 
 def print_overheads(min_run_time: float) -> None:

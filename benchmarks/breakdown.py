@@ -118,7 +118,10 @@ def depths(public: Callable, apply: Callable, inputs: tuple, grad: torch.Tensor)
 
 def timings(steps: dict[str, Callable[[], None]], rounds: int) -> dict[str, list[float]]:
     """Each step's median time in µs in each of `rounds` rounds, the steps taking turns."""
-    timers = {name: benchmark.Timer("step()", globals={"step": step}) for name, step in steps.items()}
+    threads = torch.get_num_threads()  # the Timer's default is 1
+    timers = {
+        name: benchmark.Timer("step()", globals={"step": step}, num_threads=threads) for name, step in steps.items()
+    }
     times: dict[str, list[float]] = {name: [] for name in steps}
     for _ in range(rounds):
         for name, timer in timers.items():

@@ -163,7 +163,11 @@ def main(doc: str, contract) -> None:
 
 
 def median_ms(step: Step, inputs: tuple, grads: list[torch.Tensor], min_run_time: float) -> float:
-    timer = benchmark.Timer("step(inputs, grads)", globals={"step": step, "inputs": inputs, "grads": grads})
+    timer = benchmark.Timer(
+        "step(inputs, grads)",
+        globals={"step": step, "inputs": inputs, "grads": grads},
+        num_threads=torch.get_num_threads(),  # the Timer's own default is 1, whatever the process has
+    )
     return timer.blocked_autorange(min_run_time=min_run_time).median * 1e3
 
 
