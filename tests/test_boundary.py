@@ -14,7 +14,6 @@ from torch_scipy_op._boundary import NUMPY, host_round_trip, run_kernel
 from torch_scipy_op._kernel_ops import all_at_once, batch_first, kernel_op
 from torch_scipy_op.testing import needs_cuda, needs_cupy
 from torch_scipy_op.testing._helpers import round_trip
-from torch_scipy_op.testing.benchmark import torch_threads
 
 from reference.bad_fft import bad_fft
 
@@ -405,37 +404,6 @@ def test_irfft2_gives_a_new_array_where_out_does_not_fit_or_the_private_c2r_answ
         assert not out.any(), "a c2r that gives other values than scipy.fft.irfft2 is not called"
     finally:
         _boundary._c2r_agrees.cache_clear()
-
-
-@pytest.mark.parametrize(
-    ("spin", "threads", "workers"), [(True, 1, 1), (True, 2, 1), (True, 3, 3), (False, 2, 2), (False, 4, 4)]
-)
-def test_fft_workers_leave_the_cores_of_spinning_torch_threads_alone(monkeypatch, spin, threads, workers):
-    monkeypatch.setattr(_boundary, "_torch_threads_spin", lambda: spin)
-    assert _boundary.fft_workers(threads) == workers
-    with torch_threads(threads):  # what SciPy is given, for a transform large enough to share
-        called = []
-        monkeypatch.setattr(NUMPY.fft, "rfft2", lambda a, s=None, workers=None: called.append(workers))
-        NUMPY.rfft2(np.zeros((512, 512)))
-        NUMPY.rfft2(np.zeros((8, 8)))
-    assert called == [workers, 1]
-
-
-@pytest.mark.parametrize(
-    ("variable", "value", "spin"),
-    [("OMP_WAIT_POLICY", "PASSIVE", False), ("GOMP_SPINCOUNT", "0", False), (None, None, True)],
-)
-def test_torch_threads_spin_unless_openmps_wait_policy_is_passive(monkeypatch, variable, value, spin):
-    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
-    monkeypatch.delenv("GOMP_SPINCOUNT", raising=False)
-    if variable:
-        monkeypatch.setenv(variable, value)
-    _boundary._torch_threads_spin.cache_clear()
-    try:
-        openmp = "parallel backend: OpenMP" in torch.__config__.parallel_info()
-        assert _boundary._torch_threads_spin() == (spin and openmp)
-    finally:
-        _boundary._torch_threads_spin.cache_clear()
 
 
 def test_bad_fft_backward_writes_its_gradient_into_torch_memory(monkeypatch):

@@ -18,7 +18,6 @@ import importlib
 import importlib.metadata
 import itertools
 import math
-import os
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -69,7 +68,8 @@ class ArrayBackend:
     def _workers(self, a: Any) -> dict[str, int]:
         if self.xp is not np:  # only SciPy takes `workers`
             return {}
-        return {"workers": fft_workers(torch.get_num_threads()) if a.size >= _MIN_ELEMENTS_PER_FFT_THREAD else 1}
+        threads = torch.get_num_threads() if a.size >= _MIN_ELEMENTS_PER_FFT_THREAD else 1
+        return {"workers": threads}
 
     def rfft2(self, a: Any, s: tuple[int, int] | None = None) -> Any:
         return self.fft.rfft2(a, s=s, **self._workers(a))
@@ -121,25 +121,6 @@ except ImportError:
     CUPY = None
 else:
     CUPY = ArrayBackend(cupy, cupyx.scipy)
-
-
-def fft_workers(threads: int) -> int:
-    """SciPy's FFT workers beside torch's `threads` intra-op threads.
-
-    With OpenMP's default wait policy, torch's idle threads spin for milliseconds after each op, one
-    on every core but the caller's. A worker beside one gets about half a core, and SciPy splits the
-    work evenly, so w workers take about 2/w of one worker's time: more than one pays only from 3.
-    Measured with 2 threads on 2 cores, bad_fft's forward and backward at 8x256x256: 4.1 ms with one
-    worker, 5.7 ms with two (native: 2.7 ms).
-    """
-    return 1 if threads <= 2 and _torch_threads_spin() else threads
-
-
-@functools.cache
-def _torch_threads_spin() -> bool:
-    """Whether torch's idle intra-op threads spin: OpenMP's, unless its wait policy is passive."""
-    passive = os.environ.get("OMP_WAIT_POLICY", "").lower() == "passive" or os.environ.get("GOMP_SPINCOUNT") == "0"
-    return "parallel backend: OpenMP" in torch.__config__.parallel_info() and not passive
 
 
 _INVERSE_NORMS = {"backward": 2, "ortho": 1, "forward": 0}  # pocketfft's inorm: divide by N, sqrt(N), 1
