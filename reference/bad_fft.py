@@ -134,8 +134,7 @@ def _adjoint(backend, half_spectrum, shape):
         half_spectrum *= 0.5
     else:
         half_spectrum[..., 1 : (shape[-1] + 1) // 2] *= 0.5
-    gradient = backend.empty((*half_spectrum.shape[:-2], *shape[-2:]), half_spectrum.real.dtype)  # no copy
-    return backend.irfft2(half_spectrum, s=shape[-2:], norm="forward", out=gradient)
+    return backend.irfft2(half_spectrum, s=shape[-2:], norm="forward", as_result=True)  # the gradient: no copy
 
 
 # ----------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import scipy.fft
 import torch
-from torch_scipy_op import _boundary, _kernel_ops
+from torch_scipy_op import Opaque, _boundary, _kernel_ops
 from torch_scipy_op._boundary import NUMPY, host_round_trip, run_kernel
 from torch_scipy_op._kernel_ops import all_at_once, batch_first, kernel_op
 from torch_scipy_op.testing import needs_cuda, needs_cupy
@@ -44,6 +44,25 @@ def test_cpu_inputs_cross_without_copies_and_storages_stay_resizable():
     assert seen["input"] == x.data_ptr()
     torch.testing.assert_close(y, x.detach() * 2)
     assert_resizable(x, y)
+
+
+@pytest.mark.parametrize("view", [torch.Tensor.conj, torch.neg], ids=["conjugate", "negated"])
+def test_a_view_of_a_freed_storage_is_refused_before_it_is_read(view):
+    """FSDP frees a sharded parameter with resize_(0): resolving a lazy view of it would read freed memory."""
+    x = torch.randn(3, 4, dtype=torch.complex64)
+    lazy = view(x) if view is torch.Tensor.conj else torch._neg_view(x)
+    x.untyped_storage().resize_(0)
+    with pytest.raises(RuntimeError, match=r"has no memory: its storage holds 0 bytes"):
+        run_kernel(lambda backend, a: a, lazy)
+
+
+def test_a_subclass_of_opaque_reaches_the_kernel_as_its_object():
+    class Named(Opaque):
+        pass
+
+    seen = []
+    run_kernel(lambda backend, x, o: seen.append(o) or x, torch.ones(2), Named("the object"))
+    assert seen == ["the object"]
 
 
 def assert_resizable(*tensors):
@@ -381,29 +400,63 @@ def test_backend_empty_is_torch_memory_from_64_kib():
 @pytest.mark.parametrize("dtype", [np.complex64, np.complex128])
 @pytest.mark.parametrize("norm", ["backward", "ortho", "forward"])
 @pytest.mark.parametrize("width", [6, 7])
-def test_irfft2_fills_out_with_scipys_values(dtype, norm, width):
-    half = np.random.default_rng(0).standard_normal((2, 5, width // 2 + 1, 2)).view(np.float64)[..., 0]
-    half = (half + 0.5j * half[..., ::-1]).astype(dtype)
-    out = NUMPY.empty((2, 5, width), half.real.dtype)
-    assert NUMPY.irfft2(half, s=(5, width), norm=norm, out=out) is out
-    np.testing.assert_array_equal(out, scipy.fft.irfft2(half, s=(5, width), norm=norm))
+def test_irfft2_as_a_result_is_in_torch_memory_with_scipys_values(dtype, norm, width):
+    half = np.random.default_rng(0).standard_normal((16, 512, width // 2 + 1, 2)).view(np.float64)[..., 0]
+    half = (half + 0.5j * half[..., ::-1]).astype(dtype)[:, ::2]  # a strided batch of (256, width // 2 + 1)
+    result = NUMPY.irfft2(half, s=(256, width), norm=norm, as_result=True)
+    np.testing.assert_array_equal(result, scipy.fft.irfft2(half, s=(256, width), norm=norm))
+    assert result.dtype == half.real.dtype
+    assert type(_boundary._owner(result)) is _boundary._ResultView, "64 KiB and more: in torch's memory"
 
 
-def test_irfft2_gives_a_new_array_where_out_does_not_fit_or_the_private_c2r_answers_otherwise(monkeypatch):
-    half = np.random.default_rng(0).standard_normal((3, 4)) + 0j
-    expected = scipy.fft.irfft2(half, s=(3, 6))
-    for out in (np.empty((3, 6), np.float32), np.empty((3, 5))):  # another dtype; a size whose half is not (3, 4)
-        result = NUMPY.irfft2(half, s=(3, 6), out=out)
-        assert result is not out
-        np.testing.assert_array_equal(result, expected)
+def test_irfft2_is_scipys_where_the_private_c2r_does_not_apply_or_answers_otherwise(monkeypatch):
+    half = np.random.default_rng(0).standard_normal((64, 129)) + 0j  # 64 KiB and more as a float64 result
+    for s in ((64, 255), (64, 256)):  # s's half spectrum, and one that is not
+        result = NUMPY.irfft2(half, s=s, as_result=True)
+        np.testing.assert_array_equal(result, scipy.fft.irfft2(half, s=s))
+        assert (type(_boundary._owner(result)) is _boundary._ResultView) == (s == (64, 256))
     monkeypatch.setattr(_boundary, "_C2R", lambda a, axes, size, forward, inorm, out, workers: out.fill(0) or out)
     _boundary._c2r_agrees.cache_clear()
     try:
-        out = np.zeros((3, 6))
-        np.testing.assert_array_equal(NUMPY.irfft2(half, s=(3, 6), out=out), expected)
-        assert not out.any(), "a c2r that gives other values than scipy.fft.irfft2 is not called"
+        result = NUMPY.irfft2(half, s=(64, 256), as_result=True)
+        np.testing.assert_array_equal(result, scipy.fft.irfft2(half, s=(64, 256)))
+        assert _boundary._owner(result) is None, "a c2r that gives other values than scipy.fft.irfft2 is not called"
     finally:
         _boundary._c2r_agrees.cache_clear()
+
+
+def test_a_result_of_backend_empty_reshaped_or_retyped_in_place_is_copied():
+    """Its shape and dtype can be set in place, where its base stays the tensor's view."""
+    x = torch.randn(64, 256)
+    for change in ("shape", "dtype"):
+
+        def kernel(backend, x, change=change):
+            out = backend.empty(x.shape, x.dtype)
+            np.multiply(x, 2, out=out)
+            if change == "shape":
+                out.shape = (4, 4096)
+            else:
+                out.dtype = np.int32
+            return out
+
+        result = run_kernel(kernel, x)
+        expected = kernel(NUMPY, x.numpy())
+        np.testing.assert_array_equal(result.numpy(), expected)
+        assert result.shape == expected.shape
+        assert result.numpy().dtype == expected.dtype
+
+
+def test_a_saved_value_as_strided_from_a_result_does_not_share_its_memory():
+    """as_strided's arrays have a base that is not an array, whose own base is the result's."""
+
+    def kernel(backend, x):
+        out = backend.empty(x.shape, x.dtype)
+        np.multiply(x, 2, out=out)
+        return out, np.lib.stride_tricks.as_strided(out, shape=(4,), strides=(4,))
+
+    y, saved = run_kernel(kernel, torch.randn(64, 256), owned=1)
+    y.add_(1)
+    torch.testing.assert_close(saved, y[0, :4] - 1)
 
 
 def test_bad_fft_backward_writes_its_gradient_into_torch_memory(monkeypatch):

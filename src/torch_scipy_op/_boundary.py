@@ -74,12 +74,18 @@ class ArrayBackend:
     def rfft2(self, a: Any, s: tuple[int, int] | None = None) -> Any:
         return self.fft.rfft2(a, s=s, **self._workers(a))
 
-    def irfft2(self, a: Any, s: tuple[int, int], norm: str = "backward", out: Any = None) -> Any:
-        """The inverse of rfft2 over the last two dims, of size `s`. With `out` (from `empty`), it returns `out`,
-        filled, where it can (on NumPy, for an `a` of s's half spectrum), else a new array: use what it returns."""
-        if out is not None and self.xp is np and _c2r_into(a, s, norm, out, **self._workers(a)):
-            return out
-        return self.fft.irfft2(a, s=s, norm=norm, **self._workers(a))
+    def irfft2(self, a: Any, s: tuple[int, int], norm: str = "backward", as_result: bool = False) -> Any:
+        """The inverse of rfft2 over the last two dims, of size `s`.
+
+        `as_result`: the kernel returns the array whole, as an output or a gradient. On NumPy, where `a` is
+        s's half spectrum, it is then made in torch's memory (as `empty` makes it, from 64 KiB), by SciPy's
+        own pocketfft, whichever scipy.fft backend is set, and becomes the op's tensor without a copy.
+        """
+        workers = self._workers(a)
+        if as_result and self.xp is np and _c2r_applies(a, s, norm):
+            out = self.empty((*a.shape[:-2], s[0], s[1]), a.real.dtype)
+            return _C2R(a, (a.ndim - 2, a.ndim - 1), s[1], False, _INVERSE_NORMS[norm], out, workers["workers"])
+        return self.fft.irfft2(a, s=s, norm=norm, **workers)
 
     def next_fast_len(self, n: int) -> int:
         return self.fft.next_fast_len(n, real=True)
@@ -126,17 +132,12 @@ else:
 _INVERSE_NORMS = {"backward": 2, "ortho": 1, "forward": 0}  # pocketfft's inorm: divide by N, sqrt(N), 1
 
 
-def _c2r_into(a: np.ndarray, s: tuple[int, int], norm: str, out: np.ndarray, workers: int = 1) -> bool:
-    """irfft2 of the half spectrum `a` into `out`, by SciPy's own pocketfft (private: scipy.fft.irfft2
-    has no `out`); False, with `out` untouched, where it does not apply or the private function is missing
-    or answers otherwise than scipy.fft.irfft2 (see `_c2r_agrees`)."""
-    shape = (*a.shape[:-2], s[0], s[1])
-    if norm not in _INVERSE_NORMS or a.ndim < 2 or a.shape[-2:] != (s[0], s[1] // 2 + 1) or out.shape != shape:
+def _c2r_applies(a: np.ndarray, s: tuple[int, int], norm: str) -> bool:
+    """Whether SciPy's private pocketfft c2r gives irfft2 of `a` at size `s` (scipy.fft.irfft2 has no `out`): `a`
+    is s's half spectrum, complex, and c2r has given scipy.fft.irfft2's values in this process (`_c2r_agrees`)."""
+    if norm not in _INVERSE_NORMS or a.ndim < 2 or a.shape[-2:] != (s[0], s[1] // 2 + 1):
         return False
-    if a.dtype not in (np.complex64, np.complex128) or out.dtype != a.real.dtype or not _c2r_agrees():
-        return False
-    _C2R(a, (a.ndim - 2, a.ndim - 1), s[1], False, _INVERSE_NORMS[norm], out, workers)
-    return True
+    return a.dtype in (np.complex64, np.complex128) and _c2r_agrees()
 
 
 _C2R: Any = getattr(getattr(getattr(scipy.fft, "_pocketfft", None), "pypocketfft", None), "c2r", None)
@@ -144,18 +145,20 @@ _C2R: Any = getattr(getattr(getattr(scipy.fft, "_pocketfft", None), "pypocketfft
 
 @functools.cache
 def _c2r_agrees() -> bool:
-    """Whether the private c2r gives scipy.fft.irfft2's values, on each norm, odd and even sizes, once a process."""
+    """Whether the private c2r gives scipy.fft.irfft2's values, bit for bit, on each norm, odd and even sizes and
+    both complex dtypes, once a process."""
     if _C2R is None:
         return False
     irfft2: Any = scipy.fft.irfft2  # its stubs take norm as a Literal
     try:
-        a = np.random.default_rng(0).standard_normal((2, 3, 4, 2)).view(np.complex128)[..., 0]  # (2, 3, 4)
-        for norm, size in itertools.product(_INVERSE_NORMS, (6, 7)):
-            out = np.empty((2, 3, size))
+        spectrum = np.random.default_rng(0).standard_normal((2, 3, 4, 2)).view(np.complex128)[..., 0]  # (2, 3, 4)
+        for dtype, norm, size in itertools.product((np.complex64, np.complex128), _INVERSE_NORMS, (6, 7)):
+            a: Any = spectrum.astype(dtype)
+            out = np.empty((2, 3, size), a.real.dtype)
             result = _C2R(a, (1, 2), size, False, _INVERSE_NORMS[norm], out, 1)
             if result is not out or not np.array_equal(out, irfft2(a, s=(3, size), norm=norm)):
                 return False
-    except Exception:  # changed
+    except Exception:  # a private signature that changed
         return False
     return True
 
@@ -211,13 +214,15 @@ def run_kernel(kernel: Kernel, *args: Any, owned: int | None = None) -> Any:
     for first in args:  # the first tensor: a loop, as a generator costs a frame a call
         if isinstance(first, torch.Tensor):
             break
+    else:
+        raise TypeError(f"{_name(kernel)} gets no tensor: run_kernel needs one, whose device the kernel runs on")
     if first.dtype in _COMPUTED_IN_FLOAT32:
         results = run_kernel(kernel, *(_in_float32(a) for a in args), owned=owned)
         return _map(lambda r: r.to(first.dtype) if r.is_floating_point() else r, results)
     if first.is_cuda and CUPY is not None and _use_cupy.get():
         return _run_on_cupy(kernel, first.device, args)
     if first.is_cpu:
-        arrays = [_host_array(a) if isinstance(a, torch.Tensor) else a.value if type(a) is Opaque else a for a in args]
+        arrays = [_host_array(a) if isinstance(a, torch.Tensor) else plain_value(a) for a in args]
     else:
         _warn_round_trip(kernel, first.device)
         arrays = [_host_array(a.detach().cpu()) if isinstance(a, torch.Tensor) else plain_value(a) for a in args]
@@ -319,9 +324,10 @@ class _ResultView(_HostView):
 
 
 def _owner(array: np.ndarray) -> Any:
-    """What holds `array`'s memory: the first of its bases that is not an array (None for an array of its own)."""
-    base = array.base
-    while isinstance(base, np.ndarray):
+    """What holds `array`'s memory: the view of a tensor that it reaches through its bases, else the last base
+    (None for an array of its own). Bases that are not arrays may have bases too (as_strided's)."""
+    base: Any = array.base
+    while not isinstance(base, _HostView) and getattr(base, "base", None) is not None:
         base = base.base
     return base
 
@@ -329,12 +335,16 @@ def _owner(array: np.ndarray) -> Any:
 def _taken_whole(array: np.ndarray, view: _ResultView) -> torch.Tensor | None:
     """The tensor of `backend.empty` that `array` is, whole, if no result has taken it yet; else None."""
     # Only the array that `empty` made has the view itself as its base: NumPy's views of it (a slice, a
-    # reshape, a transpose, another dtype) have that array as theirs.
+    # reshape, a transpose, another dtype) have that array as theirs. Its shape, dtype and strides may still
+    # have been set in place; its data pointer cannot.
     base: Any = array.base  # typed as an ndarray; here it may be the view
-    if view.taken or base is not view:
+    t = view._tensor
+    if view.taken or base is not view or array.shape != t.shape or _TORCH_DTYPE.get(array.dtype) != t.dtype:
+        return None
+    if not array.flags.c_contiguous:
         return None
     view.taken = True
-    return view._tensor
+    return t
 
 
 def _host_array(t: torch.Tensor, writable: bool = False, view: _HostView | None = None) -> np.ndarray:
@@ -347,20 +357,19 @@ def _host_array(t: torch.Tensor, writable: bool = False, view: _HostView | None 
     typestr = _NUMPY_TYPESTR.get(t.dtype)
     if typestr is None:
         raise TypeError(f"NumPy has no dtype for {t.dtype}")
-    if t.is_conj() or t.is_neg():
-        t = t.resolve_conj().resolve_neg()
-    pointer = t.data_ptr()
-    if not pointer:  # no memory to share: an empty tensor, or a zero tensor (NumPy 1 refuses a null pointer)
+    if not t.data_ptr():  # no memory to share: an empty tensor, or a zero tensor (NumPy 1 refuses a null pointer)
         if t.numel() and not t._is_zerotensor():  # its storage was freed (resize_(0), as FSDP frees parameters)
             raise RuntimeError(
                 f"a tensor of shape {tuple(t.shape)} and dtype {t.dtype} has no memory: its storage holds "
                 f"{t.untyped_storage().nbytes()} bytes (freed, as FSDP frees a sharded parameter outside its forward)"
             )
         return np.zeros(t.shape, dtype=typestr)
+    if t.is_conj() or t.is_neg():
+        t = t.resolve_conj().resolve_neg()
     view = _HostView() if view is None else view
     view._tensor = t
     view.__array_interface__ = {
-        "data": (pointer, not writable),
+        "data": (t.data_ptr(), not writable),
         "shape": t.shape,
         "strides": None if t.is_contiguous() else tuple([stride * t.element_size() for stride in t.stride()]),
         "typestr": typestr,

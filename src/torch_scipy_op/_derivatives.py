@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch.autograd import forward_ad
 
-from ._kernel_ops import _outside_torch_func, _plain_eager_call, _private, function_applier, torch_func_unknown
+from ._kernel_ops import _outside_torch_func, _private, function_applier, torch_func_unknown
 
 if TYPE_CHECKING:
     from ._op_factory import DeclaredOp
@@ -76,13 +76,17 @@ def _needed(ctx, indices) -> list[bool]:
     needs = ctx.needs_input_grad
     if torch.compiler.is_compiling():  # compiled backward: the engine's graph is not there to ask (torch 2.9)
         return [needs[i] for i in indices]
-    nodes = ctx.next_functions  # a new tuple at each read
-    return [needs[i] and _executes(nodes[ctx.edges[i]][0]) for i in indices]
-
-
-def _executes(node) -> bool:
-    """Whether the engine runs the graph node `node` (an input's) in this backward pass."""
     try:
+        nodes = ctx.next_functions  # a new tuple at each read
+    except Exception:  # a ctx that has none (changed): count each gradient as used
+        return [needs[i] for i in indices]
+    return [needs[i] and _executes(nodes, ctx.edges[i]) for i in indices]
+
+
+def _executes(nodes, edge: int) -> bool:
+    """Whether the engine runs the graph node of the Function's input at `edge` in this backward pass."""
+    try:
+        node = nodes[edge][0]
         return node is None or _will_engine_execute_node(node)
     except Exception:  # a private name missing or changed: count the gradient as used
         return True
@@ -178,19 +182,14 @@ def _call(d: DeclaredOp, role: str, leading, state, targets, needed_for: str) ->
     """Kernel op `role`, as its Function where it will be differentiated again: one entry per target."""
     if role not in d.kernel_ops:
         raise _missing(d, role, needed_for)
-    args = [*leading, *_kernel_state(state), *_kernel_targets(targets)]
-    for i in d.untaken[role]:  # a tensor the kernel does not take crosses no boundary: the kernel op gets None
-        if isinstance(args[len(leading) + i], torch.Tensor):
-            args[len(leading) + i] = None
-    kernel_op = d.kernel_ops[role]
-    # Plain eager code with grad mode off (no double backward) records nothing: the implementation itself.
-    if not torch.compiler.is_compiling() and not torch.is_grad_enabled() and _plain_eager_call(args):
-        results = kernel_op.compute(*args)
-    elif _recording():
+    if _recording():
         return _spread(d.appliers[role](*leading, *state, *targets), targets)
-    else:
-        results = kernel_op(*args)
-    return [None if t is None else r for r, t in zip(_as_tuple(results), targets, strict=True)]
+    state = _kernel_state(state)
+    for i in d.untaken[role]:  # a tensor the kernel does not take crosses no boundary: the kernel op gets None
+        if isinstance(state[i], torch.Tensor):
+            state[i] = None
+    results = _as_tuple(d.kernel_ops[role](*leading, *state, *_kernel_targets(targets)))
+    return [None if t is None else r for r, t in zip(results, targets, strict=True)]
 
 
 def _inputs_meta(d: DeclaredOp, state) -> list:
@@ -374,7 +373,9 @@ def make_functions(declared: DeclaredOp) -> type[torch.autograd.Function]:
     class Direct(Op):
         """Op as plain eager code applies it (see `DeclaredOp.__call__`): its forward kernel op's implementation
         called directly, and its public outputs alone, the saved values kept in ctx, in the kernel's own memory
-        (no caller sees them). The same values and derivatives as Op's, at less cost a call."""
+        (no caller sees them). The same values and derivatives as Op's, at less cost a call. Applied only where
+        `_plain_eager_call` holds for its arguments: no dual level, no torch.func transform, no wrapped tensor,
+        which its setup (`_keep_op(..., plain_eager=True)`) takes for granted."""
 
         @staticmethod
         def forward(ctx, *args):

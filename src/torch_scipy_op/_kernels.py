@@ -111,6 +111,8 @@ def derivative_kernel(declared: DeclaredOp, role: str, kernel: Kernel, names: li
         for first in args:  # the first array's dtype is every result's
             if isinstance(first, backend.xp.ndarray):
                 break
+        else:
+            raise TypeError(f"{where} got no array: its kernel op needs a tensor among its arguments")
         dtype = first.dtype
         fitted_results = []
         for name, result, target in zip(result_names, results, targets, strict=True):
