@@ -1,6 +1,7 @@
 """sparse_matmul: a Python object (a scipy.sparse operator) as an argument, tested against a dense torch version."""
 
 import copy
+import gc
 import pickle
 
 import scipy.sparse
@@ -47,22 +48,29 @@ def test_a_module_keeps_its_operator_through_deepcopy_and_pickling_and_not_in_it
 
 
 def _sharded_batch(rank, store):
+    torch.distributed.init_process_group("gloo", store=torch.distributed.FileStore(store, 2), rank=rank, world_size=2)
+    try:
+        _compare_sharded_batch()
+        # Its DTensors, mesh and graph freed now, not after gloo is torn down, where their destructors can
+        # abort the process.
+        gc.collect()
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def _compare_sharded_batch():
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.tensor import Replicate, Shard, distribute_tensor
 
-    torch.distributed.init_process_group("gloo", store=torch.distributed.FileStore(store, 2), rank=rank, world_size=2)
-    try:
-        a, mesh = operator(3, 4), init_device_mesh("cpu", (2,))
-        x = distribute_tensor(torch.randn(6, 4, dtype=torch.float64), mesh, [Shard(0)])
-        dense = distribute_tensor(torch.from_numpy(a.value.toarray()), mesh, [Replicate()])
-        ours, theirs = x.detach().requires_grad_(), x.detach().requires_grad_()
-        y, expected = sparse_matmul(a, ours), theirs @ dense.T
-        assert y.placements == expected.placements == (Shard(0),)
-        torch.testing.assert_close(y.full_tensor(), expected.full_tensor())
-        y.square().sum().backward(), expected.square().sum().backward()
-        torch.testing.assert_close(ours.grad.full_tensor(), theirs.grad.full_tensor())
-    finally:
-        torch.distributed.destroy_process_group()
+    a, mesh = operator(3, 4), init_device_mesh("cpu", (2,))
+    x = distribute_tensor(torch.randn(6, 4, dtype=torch.float64), mesh, [Shard(0)])
+    dense = distribute_tensor(torch.from_numpy(a.value.toarray()), mesh, [Replicate()])
+    ours, theirs = x.detach().requires_grad_(), x.detach().requires_grad_()
+    y, expected = sparse_matmul(a, ours), theirs @ dense.T
+    assert y.placements == expected.placements == (Shard(0),)
+    torch.testing.assert_close(y.full_tensor(), expected.full_tensor())
+    y.square().sum().backward(), expected.square().sum().backward()
+    torch.testing.assert_close(ours.grad.full_tensor(), theirs.grad.full_tensor())
 
 
 def test_a_batch_sharded_over_two_processes_as_native(tmp_path):
