@@ -289,8 +289,8 @@ def _plain_eager_call(args: Sequence[Any], recorded: bool = False) -> bool:
     (no fake, meta, zero, negated or wrapped tensor). Nor may a torch.compile frame hook be
     active, as it is in code that a compiled function runs without tracing: it would trace the
     kernel's NumPy calls, which the implementation the dispatcher calls is guarded against. On a
-    small CPU machine, amid a step's other work, these checks cost ~13 µs a call, and dispatching
-    ~40 µs.
+    small CPU machine, amid a step's other work, these checks cost ~5 µs a call (most of it reading
+    each tensor's dispatch keys), and dispatching ~40 µs.
     """
     try:
         if (
