@@ -631,6 +631,38 @@ def test_kernels_give_inf_and_nan_silently_as_native_does(body):
     assert np.geterr() == settings  # the setting stays inside the kernel's call
 
 
+@pytest.mark.parametrize("through", ["context variable", "np.errstate"])
+def test_kernels_run_under_errstate_ignore_and_leave_the_caller_s_state(through, monkeypatch):
+    """Where NumPy's error state is set through its private context variable, the kernel sees what
+    np.errstate(all="ignore") gives (the caller's buffer size kept), and the caller's state is back after
+    the call, a raising one too; where not, np.errstate does it."""
+    if through == "np.errstate":
+        monkeypatch.setattr(_boundary, "_FP_ERRORS", None)
+    elif _boundary._FP_ERRORS is None:
+        pytest.skip(f"NumPy {np.__version__} has no error-state context variable")
+    seen = []
+
+    def kernel(backend, a):
+        seen.append((np.geterr(), np.getbufsize()))
+        if a[0] < 0:
+            raise ArithmeticError("raised inside the kernel")
+        return a * 2
+
+    before = np.getbufsize()
+    with np.errstate(over="raise", divide="warn"):
+        np.setbufsize(4096)
+        try:
+            caller = np.geterr()
+            run_kernel(kernel, torch.ones(2))
+            with pytest.raises(ArithmeticError, match="inside the kernel"):
+                run_kernel(kernel, -torch.ones(2))
+            assert np.geterr() == caller
+        finally:
+            np.setbufsize(before)
+    ignoring = {"divide": "ignore", "over": "ignore", "under": "ignore", "invalid": "ignore"}
+    assert seen == [(ignoring, 4096)] * 2
+
+
 @pytest.mark.parametrize(
     ("shapes", "in_dims", "expected"),
     [

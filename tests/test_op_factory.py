@@ -3,6 +3,7 @@
 import functools
 import inspect
 import re
+import types
 
 import numpy as np
 import pytest
@@ -694,6 +695,26 @@ def test_an_input_declared_nondifferentiable_is_refused_only_where_its_derivativ
         torch.func.jvp(lambda a: fixed_power(a, 2.0, x.detach()), (a.detach(),), (torch.ones(3, dtype=F64),))
     tangent = torch.func.jvp(lambda x: fixed_power(a.detach(), 2.0, x), (x.detach(),), (torch.ones(3, dtype=F64),))
     torch.testing.assert_close(tangent[1], gx)
+
+
+def test_plain_eager_code_applies_the_function_through_torch_s_c_method_or_else_function_apply(monkeypatch):
+    """Function.apply's Python wrapper does nothing for plain eager calls but cost: they skip it, where torch's C
+    method under it is there; where it is missing or changed, Function.apply gives the same values and grads."""
+    assert isinstance(EXP.direct, types.BuiltinMethodType)  # torch's C method, bound to the Function
+    x = randn(3, 4)
+    results = []
+    for missing in (False, True):
+        if missing:
+            monkeypatch.setattr(_derivatives, "_FUNCTION_APPLY", None)
+        forward = lambda backend, x: backend.xp.exp(x)  # noqa: E731
+        name = "exp_through_python" if missing else "exp_through_c"
+        op = declare_op(f"op_factory_test::{name}", "(Tensor x) -> Tensor y", forward=forward, backward=exp_backward)
+        assert isinstance(op.direct, types.BuiltinMethodType) != missing
+        y = op(x)
+        assert type(y.grad_fn).__name__ == ("ExpThroughPython" if missing else "ExpThroughC") + "FunctionBackward"
+        results.append((y, *torch.autograd.grad(y.sum(), x)))
+    torch.testing.assert_close(results[0], results[1], rtol=0, atol=0)
+    torch.testing.assert_close(results[0], (torch.exp(x), torch.exp(x)))
 
 
 # Every private torch name the op factory reads, where it reads it: a torch release may move or change any of

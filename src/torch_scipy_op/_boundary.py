@@ -226,8 +226,16 @@ def run_kernel(kernel: Kernel, *args: Any, owned: int | None = None) -> Any:
     else:
         _warn_round_trip(kernel, first.device)
         arrays = [_host_array(a.detach().cpu()) if isinstance(a, torch.Tensor) else plain_value(a) for a in args]
-    with np.errstate(all="ignore"):
-        result = _arrays(np, kernel, kernel(NUMPY, *arrays))
+    if _FP_ERRORS is None:
+        with np.errstate(all="ignore"):
+            result = kernel(NUMPY, *arrays)
+    else:  # np.errstate(all="ignore"), without its three Python calls
+        token = _FP_ERRORS.set(_ignoring_fp_errors(all="ignore"))
+        try:
+            result = kernel(NUMPY, *arrays)
+        finally:
+            _FP_ERRORS.reset(token)
+    result = _arrays(np, kernel, result)
     tensors: Any
     if not isinstance(result, tuple):
         tensors = _new_tensor(np, kernel, result)
@@ -235,6 +243,26 @@ def run_kernel(kernel: Kernel, *args: Any, owned: int | None = None) -> Any:
         shared = len(result) if owned is None or not first.is_cpu else owned
         tensors = tuple([_new_tensor(np, kernel, r, shared=i >= shared) for i, r in enumerate(result)])
     return tensors if first.is_cpu else _map(lambda t: t.to(first.device), tensors)
+
+
+def _fp_error_state() -> tuple[Any, Any]:
+    """NumPy's floating-point error state as a context variable, and what makes its values (private names,
+    NumPy 2): (None, None) where they are missing or do not act as np.errstate does."""
+    try:
+        from numpy._core import _ufunc_config
+
+        state, make = _ufunc_config._extobj_contextvar, _ufunc_config._make_extobj  # type: ignore[attr-defined]
+        token = state.set(make(all="ignore"))
+        try:
+            ignoring = np.geterr() == {"divide": "ignore", "over": "ignore", "under": "ignore", "invalid": "ignore"}
+        finally:
+            state.reset(token)
+        return (state, make) if ignoring else (None, None)
+    except Exception:  # NumPy 1, or names that changed
+        return None, None
+
+
+_FP_ERRORS, _ignoring_fp_errors = _fp_error_state()
 
 
 def plain_value(a: Any) -> Any:

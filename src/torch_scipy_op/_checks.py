@@ -151,8 +151,9 @@ def check_tensors(op: str, tensors: list[tuple[str, torch.Tensor]], data: set[st
     first_name, first = tensors[0]
     shape, shaped_by = None, []
     for name, t in tensors:
-        check_float(op, name, t)
-        if t is not first:
+        if t.dtype not in FLOAT_DTYPES or t.layout != torch.strided:
+            check_float(op, name, t)
+        if t is not first and (t.dtype != first.dtype or t.device != first.device):
             check_like(op, name, t, first_name, first)
         if name in data:
             if shape is not None and _broadcast(shape, t.shape) is None:

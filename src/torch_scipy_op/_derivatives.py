@@ -9,12 +9,13 @@ gives raises, where it is needed, with one error that names the op and the kerne
 from __future__ import annotations
 
 import inspect
+import types
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch.autograd import forward_ad
 
-from ._kernel_ops import _outside_torch_func, _private, function_applier, torch_func_unknown
+from ._kernel_ops import _outside_torch_func, _plain_eager_call, _private, function_applier, torch_func_unknown
 
 if TYPE_CHECKING:
     from ._op_factory import DeclaredOp
@@ -74,7 +75,9 @@ def _needed(ctx, indices) -> list[bool]:
     then a derivative that the op lacks must not raise.
     """
     needs = ctx.needs_input_grad
-    if torch.compiler.is_compiling():  # compiled backward: the engine's graph is not there to ask (torch 2.9)
+    # The engine runs a backward only where an input's gradient is used: one input alone that requires grad is it.
+    # Compiled, the engine's graph is not there to ask (torch 2.9).
+    if sum(needs) == 1 or torch.compiler.is_compiling():
         return [needs[i] for i in indices]
     try:
         nodes = ctx.next_functions  # a new tuple at each read
@@ -178,17 +181,19 @@ def _sum(a: list, b: list) -> list:
 _DECLARED: dict[str, DeclaredOp] = {}
 
 
-def _call(d: DeclaredOp, role: str, leading, state, targets, needed_for: str) -> list:
-    """Kernel op `role`, as its Function where it will be differentiated again: one entry per target."""
+def _call(d: DeclaredOp, role: str, leading, state, targets, needed_for: str, plain_eager: bool = False) -> list:
+    """Kernel op `role`, as its Function where it will be differentiated again: one entry per target. In
+    `plain_eager` code (see `_plain_eager_call`), its implementation itself."""
     if role not in d.kernel_ops:
         raise _missing(d, role, needed_for)
-    if _recording():
+    if not plain_eager and _recording():
         return _spread(d.appliers[role](*leading, *state, *targets), targets)
     state = _kernel_state(state)
     for i in d.untaken[role]:  # a tensor the kernel does not take crosses no boundary: the kernel op gets None
         if isinstance(state[i], torch.Tensor):
             state[i] = None
-    results = _as_tuple(d.kernel_ops[role](*leading, *state, *_kernel_targets(targets)))
+    kernel_op = d.kernel_ops[role]
+    results = _as_tuple((kernel_op.compute if plain_eager else kernel_op)(*leading, *state, *_kernel_targets(targets)))
     return [None if t is None else r for r, t in zip(results, targets, strict=True)]
 
 
@@ -311,6 +316,34 @@ def _keep_op(ctx, d: DeclaredOp, inputs, outputs: tuple, plain_eager: bool = Fal
     _save(ctx, state, keep_all, plain_eager)
 
 
+def _gradients(ctx, d: DeclaredOp, grads, plain_eager: bool = False) -> tuple:
+    """The op's backward: per argument, its gradient where this backward pass uses it (else None)."""
+    grads = _filled(grads, ctx.output_meta)
+    wanted = _needed(ctx, d.tensor_positions)
+    _refuse_nondifferentiable(d, wanted, "backward")
+    targets = [m[0] if m is not None and w else None for w, m in zip(wanted, ctx.input_meta, strict=True)]
+    result = [None] * len(d.arguments)
+    if any(t is not None for t in targets):
+        gradients = _call(d, "backward", grads, _restored(ctx), targets, "backward", plain_eager)
+        for i, g in zip(d.tensor_positions, gradients, strict=True):
+            result[i] = g
+    return tuple(result)
+
+
+# torch's C method under autograd.Function.apply (private).
+_FUNCTION_APPLY = getattr(getattr(torch._C, "_FunctionBase", None), "__dict__", {}).get("apply")
+
+
+def _applier_in_c(function: type[torch.autograd.Function]) -> Any:
+    """`function.apply` without torch's Python wrapper, for a Function whose forward takes ctx, in plain eager
+    code. The wrapper binds arguments only for a Function with its own setup_context, and unwraps only
+    tensors that torch.func wrapped, which `_plain_eager_call` refuses. Where torch's C method is missing:
+    `function.apply`."""
+    if not isinstance(_FUNCTION_APPLY, types.ClassMethodDescriptorType):  # missing (None) or changed
+        return function.apply
+    return _FUNCTION_APPLY.__get__(None, function)
+
+
 def make_functions(declared: DeclaredOp) -> type[torch.autograd.Function]:
     """The op's autograd.Function, and the Functions of its derivatives, which make those differentiable.
 
@@ -346,16 +379,7 @@ def make_functions(declared: DeclaredOp) -> type[torch.autograd.Function]:
         def backward(ctx, *grads):
             d = _DECLARED[key]
             _refuse_forward_over_forward_over_reverse(d)
-            grads = _filled(grads[: d.n_outputs], ctx.output_meta)
-            wanted = _needed(ctx, d.tensor_positions)  # the gradients this backward pass uses
-            _refuse_nondifferentiable(d, wanted, "backward")
-            targets = [m[0] if m is not None and w else None for w, m in zip(wanted, ctx.input_meta, strict=True)]
-            result = [None] * len(d.arguments)
-            if any(t is not None for t in targets):
-                gradients = _call(d, "backward", grads, _restored(ctx), targets, "backward")
-                for i, g in zip(d.tensor_positions, gradients, strict=True):
-                    result[i] = g
-            return tuple(result)
+            return _gradients(ctx, d, grads[: d.n_outputs])
 
         @staticmethod
         def jvp(ctx, *tangents):
@@ -385,6 +409,14 @@ def make_functions(declared: DeclaredOp) -> type[torch.autograd.Function]:
             return d._public(output)
 
         setup_context = torch.autograd.Function.setup_context  # the base one: forward takes ctx
+
+        @staticmethod
+        def backward(ctx, *grads):
+            # A backward pass in plain eager code (no graph recorded: not create_graph) calls the backward
+            # kernel op's implementation itself; any other is Op's.
+            if torch.compiler.is_compiling() or torch.is_grad_enabled() or not _plain_eager_call(grads):
+                return Op.backward(ctx, *grads)
+            return _gradients(ctx, _DECLARED[key], grads, plain_eager=True)
 
     class Backward(torch.autograd.Function):
         """B(g) = J^T g, per tensor input: linear in g."""
@@ -521,12 +553,12 @@ def make_functions(declared: DeclaredOp) -> type[torch.autograd.Function]:
             return _present(total, ctx.targets)
 
     class_name = "".join(word.capitalize() for word in declared.name.split("_"))
-    Direct.__name__ = Direct.__qualname__ = class_name + "Function"  # torch names grad_fn after it
-    declared.direct = Direct.apply
+    _name(Direct, class_name + "Function")
+    declared.direct = _applier_in_c(Direct)
     functions = {"forward": Op, "backward": Backward, "jvp": Jvp, "curvature": Curvature}
     suffixes = {"forward": "Function", "backward": "Backward", "jvp": "Jvp", "curvature": "Curvature"}
     for role, function in functions.items():
-        function.__name__ = function.__qualname__ = class_name + suffixes[role]
+        _name(function, class_name + suffixes[role])
         if role in declared.kernel_ops:
             # torch.compile reads forward's signature to tell its arguments from a ctx.
             names = declared.input_names[role]
@@ -535,6 +567,14 @@ def make_functions(declared: DeclaredOp) -> type[torch.autograd.Function]:
             declared.appliers[role] = function_applier(function)
             declared.kernel_ops[role].differentiate = declared.appliers[role]
     return Op
+
+
+def _name(function: type[torch.autograd.Function], name: str) -> None:
+    """Names a Function, and its grad_fn's class `<name>Backward`, which torch named when the class was made."""
+    function.__name__ = function.__qualname__ = name
+    backward_class = getattr(function, "_backward_cls", None)
+    if backward_class is not None:
+        backward_class.__name__ = backward_class.__qualname__ = name + "Backward"
 
 
 # The transforms around a call, innermost last: where the first is missing or changed, the second.

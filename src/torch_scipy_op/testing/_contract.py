@@ -363,11 +363,13 @@ class OpContract:
             with torch.no_grad():
                 untracked = outputs(self.call(*args))
             tracked = outputs(self.float_outputs(self.call)(*args))
-            grads = torch.autograd.grad(tracked, inputs, [torch.ones_like(o) for o in tracked], create_graph=True)
+            ones = [torch.ones_like(o) for o in tracked]
+            grads = torch.autograd.grad(tracked, inputs, ones, retain_graph=True)  # a plain eager backward pass
+            graphed = torch.autograd.grad(tracked, inputs, ones, create_graph=True)
             second = []
             if self.has_second_order:
-                second = torch.autograd.grad(sum(g.pow(2).sum() for g in grads), inputs, allow_unused=True)
-            return [*untracked, *tracked, *grads, *second]
+                second = torch.autograd.grad(sum(g.pow(2).sum() for g in graphed), inputs, allow_unused=True)
+            return [*untracked, *tracked, *grads, *graphed, *second]
 
         shortcut = run()
         monkeypatch.setattr(_kernel_ops, "_dispatch_mode_depth", lambda: 1)  # as under a mode: every call dispatches
