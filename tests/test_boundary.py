@@ -351,6 +351,22 @@ def test_a_declared_op_skips_the_dispatcher_in_plain_eager_code_and_only_there(b
     assert bad_fft_dispatched == ["forward", "backward", "forward"]
 
 
+def test_a_plain_backward_pass_dispatches_where_a_saved_tensor_comes_back_wrapped(bad_fft_dispatched):
+    """saved_tensors_hooks may give a saved tensor back as a subclass (as an offloading hook may): the backward
+    kernel op then goes through the dispatcher, which hands the subclass its call, as it did in the forward."""
+    from torch.testing._internal.two_tensor import TwoTensor
+
+    x = torch.randn(2, 6, 8, requires_grad=True)
+    (expected,) = torch.autograd.grad(bad_fft(x).sum(), x)
+    assert bad_fft_dispatched == []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: t, lambda t: TwoTensor(t.detach(), t.detach())):
+        y = bad_fft(x)
+    (grad,) = torch.autograd.grad(y.sum(), x)
+    assert bad_fft_dispatched == ["backward", "backward"]  # once per part of the TwoTensor
+    torch.testing.assert_close(grad.a, expected)
+    torch.testing.assert_close(grad.b, expected)
+
+
 def test_saved_values_keep_the_kernels_memory_and_outputs_get_their_own(monkeypatch):
     """What only the derivatives read crosses without a copy; an output is resizable, in torch's memory (here the
     kernel's `backend.empty`, taken without a copy)."""
@@ -661,6 +677,20 @@ def test_kernels_run_under_errstate_ignore_and_leave_the_caller_s_state(through,
             np.setbufsize(before)
     ignoring = {"divide": "ignore", "over": "ignore", "under": "ignore", "invalid": "ignore"}
     assert seen == [(ignoring, 4096)] * 2
+
+
+def test_a_numpy_whose_error_state_variable_acts_otherwise_gets_np_errstate(monkeypatch):
+    """The context variable is used only where setting it makes np.geterr() say "ignore" for every error."""
+    if _boundary._FP_ERRORS is None:
+        pytest.skip(f"NumPy {np.__version__} has no error-state context variable")
+    from numpy._core import _ufunc_config
+
+    assert _boundary._fp_error_state() == (_boundary._FP_ERRORS, _boundary._ignoring_fp_errors)
+    make = _ufunc_config._make_extobj
+    monkeypatch.setattr(_ufunc_config, "_make_extobj", lambda **kwargs: make(divide="warn"))
+    assert _boundary._fp_error_state() == (None, None)
+    monkeypatch.delattr(_ufunc_config, "_make_extobj")
+    assert _boundary._fp_error_state() == (None, None)
 
 
 @pytest.mark.parametrize(

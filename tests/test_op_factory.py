@@ -150,6 +150,23 @@ def test_a_derivative_left_out_raises_one_clear_error_where_it_is_needed():
             derivative()
 
 
+def test_a_backward_pass_that_only_stores_an_output_s_grad_runs_no_derivative_kernel():
+    """backward(inputs=[h]) runs h's node (to store h.grad) and needs no gradient of its input: an op without
+    the derivative that would give it must not raise, for one output or two, nor may the Backward node."""
+    x = torch.rand(4, dtype=F64, requires_grad=True)
+    forward_only = declare_op("op_factory_test::forward_only", "(Tensor x) -> (Tensor a, Tensor b)",
+                              forward=lambda backend, x: (backend.xp.exp(x), backend.xp.sin(x)))  # fmt: skip
+    a, b = forward_only(x)
+    (a.sum() + 2 * b.sum()).backward(inputs=[a, b])
+    torch.testing.assert_close(
+        (a.grad, b.grad, x.grad), (torch.ones(4, dtype=F64), torch.full((4,), 2.0, dtype=F64), None)
+    )
+    h = NORMALIZED(x)  # a backward kernel, no jvp: its Backward node has no derivative of its own
+    (g,) = torch.autograd.grad(h.pow(2).sum(), x, create_graph=True)
+    (g * g).sum().backward(inputs=[g])
+    torch.testing.assert_close(g.grad, 2 * g)
+
+
 def _double_backward(op, x):
     (grad,) = torch.autograd.grad(op(x).pow(2).sum(), x, create_graph=True)
     return torch.autograd.grad(grad.sum(), x)
@@ -698,22 +715,25 @@ def test_an_input_declared_nondifferentiable_is_refused_only_where_its_derivativ
 
 
 def test_plain_eager_code_applies_the_function_through_torch_s_c_method_or_else_function_apply(monkeypatch):
-    """Function.apply's Python wrapper does nothing for plain eager calls but cost: they skip it, where torch's C
-    method under it is there; where it is missing or changed, Function.apply gives the same values and grads."""
-    assert isinstance(EXP.direct, types.BuiltinMethodType)  # torch's C method, bound to the Function
+    """Function.apply's Python wrapper (before torch 2.15) does nothing for plain eager calls but cost: they skip
+    it, where torch's C method under it is there; where that is missing or changed, Function.apply gives the
+    same values and grads. From torch 2.15 Function.apply is in C itself, and is what they call."""
+    python_apply = isinstance(torch.autograd.Function.__dict__["apply"], classmethod)
+    assert isinstance(EXP.direct, types.BuiltinMethodType)  # a C method, bound to the Function
     x = randn(3, 4)
     results = []
-    for missing in (False, True):
+    for missing in (False, True, "changed"):
         if missing:
-            monkeypatch.setattr(_derivatives, "_FUNCTION_APPLY", None)
+            monkeypatch.setattr(_derivatives, "_FUNCTION_APPLY", None if missing is True else lambda *args: None)
         forward = lambda backend, x: backend.xp.exp(x)  # noqa: E731
         name = "exp_through_python" if missing else "exp_through_c"
         op = declare_op(f"op_factory_test::{name}", "(Tensor x) -> Tensor y", forward=forward, backward=exp_backward)
-        assert isinstance(op.direct, types.BuiltinMethodType) != missing
+        assert isinstance(op.direct, types.BuiltinMethodType) == (not missing or not python_apply)
         y = op(x)
         assert type(y.grad_fn).__name__ == ("ExpThroughPython" if missing else "ExpThroughC") + "FunctionBackward"
         results.append((y, *torch.autograd.grad(y.sum(), x)))
-    torch.testing.assert_close(results[0], results[1], rtol=0, atol=0)
+    for other in results[1:]:
+        torch.testing.assert_close(other, results[0], rtol=0, atol=0)
     torch.testing.assert_close(results[0], (torch.exp(x), torch.exp(x)))
 
 

@@ -75,9 +75,7 @@ def _needed(ctx, indices) -> list[bool]:
     then a derivative that the op lacks must not raise.
     """
     needs = ctx.needs_input_grad
-    # The engine runs a backward only where an input's gradient is used: one input alone that requires grad is it.
-    # Compiled, the engine's graph is not there to ask (torch 2.9).
-    if sum(needs) == 1 or torch.compiler.is_compiling():
+    if torch.compiler.is_compiling():  # compiled backward: the engine's graph is not there to ask (torch 2.9)
         return [needs[i] for i in indices]
     try:
         nodes = ctx.next_functions  # a new tuple at each read
@@ -192,8 +190,10 @@ def _call(d: DeclaredOp, role: str, leading, state, targets, needed_for: str, pl
     for i in d.untaken[role]:  # a tensor the kernel does not take crosses no boundary: the kernel op gets None
         if isinstance(state[i], torch.Tensor):
             state[i] = None
+    # The saved tensors too, as saved_tensors_hooks gave them back (a subclass, perhaps), before the shortcut.
+    direct = plain_eager and _plain_eager_call(state)
     kernel_op = d.kernel_ops[role]
-    results = _as_tuple((kernel_op.compute if plain_eager else kernel_op)(*leading, *state, *_kernel_targets(targets)))
+    results = _as_tuple((kernel_op.compute if direct else kernel_op)(*leading, *state, *_kernel_targets(targets)))
     return [None if t is None else r for r, t in zip(results, targets, strict=True)]
 
 
@@ -330,16 +330,18 @@ def _gradients(ctx, d: DeclaredOp, grads, plain_eager: bool = False) -> tuple:
     return tuple(result)
 
 
-# torch's C method under autograd.Function.apply (private).
+# torch's C method under autograd.Function.apply (private), and apply itself: a Python classmethod that wraps it
+# before torch 2.15, a C method of its own from 2.15.
 _FUNCTION_APPLY = getattr(getattr(torch._C, "_FunctionBase", None), "__dict__", {}).get("apply")
+_PYTHON_APPLY = isinstance(torch.autograd.Function.__dict__.get("apply"), classmethod)
 
 
 def _applier_in_c(function: type[torch.autograd.Function]) -> Any:
     """`function.apply` without torch's Python wrapper, for a Function whose forward takes ctx, in plain eager
     code. The wrapper binds arguments only for a Function with its own setup_context, and unwraps only
-    tensors that torch.func wrapped, which `_plain_eager_call` refuses. Where torch's C method is missing:
-    `function.apply`."""
-    if not isinstance(_FUNCTION_APPLY, types.ClassMethodDescriptorType):  # missing (None) or changed
+    tensors that torch.func wrapped, which `_plain_eager_call` refuses. Where torch's apply is in C already,
+    or its C method is missing or changed: `function.apply`."""
+    if not _PYTHON_APPLY or not isinstance(_FUNCTION_APPLY, types.ClassMethodDescriptorType):
         return function.apply
     return _FUNCTION_APPLY.__get__(None, function)
 
@@ -413,7 +415,8 @@ def make_functions(declared: DeclaredOp) -> type[torch.autograd.Function]:
         @staticmethod
         def backward(ctx, *grads):
             # A backward pass in plain eager code (no graph recorded: not create_graph) calls the backward
-            # kernel op's implementation itself; any other is Op's.
+            # kernel op's implementation itself, where its saved tensors allow it too (see `_call`); any
+            # other is Op's.
             if torch.compiler.is_compiling() or torch.is_grad_enabled() or not _plain_eager_call(grads):
                 return Op.backward(ctx, *grads)
             return _gradients(ctx, _DECLARED[key], grads, plain_eager=True)
