@@ -360,14 +360,14 @@ def _owner(array: np.ndarray) -> Any:
     return base
 
 
-def _taken_whole(array: np.ndarray, view: _ResultView) -> torch.Tensor | None:
+def _taken_whole(array: np.ndarray, view: _ResultView, dtype: torch.dtype) -> torch.Tensor | None:
     """The tensor of `backend.empty` that `array` is, whole, if no result has taken it yet; else None."""
     # Only the array that `empty` made has the view itself as its base: NumPy's views of it (a slice, a
     # reshape, a transpose, another dtype) have that array as theirs. Its shape, dtype and strides may still
     # have been set in place; its data pointer cannot.
     base: Any = array.base  # typed as an ndarray; here it may be the view
     t = view._tensor
-    if view.taken or base is not view or array.shape != t.shape or _TORCH_DTYPE.get(array.dtype) != t.dtype:
+    if view.taken or base is not view or array.shape != t.shape or dtype != t.dtype:
         return None
     if not array.flags.c_contiguous:
         return None
@@ -420,16 +420,20 @@ def _new_tensor(
     dtype = _TORCH_DTYPE.get(array.dtype)
     if dtype is None:
         raise TypeError(f"{_name(kernel)} returned an array of dtype {array.dtype}, which torch has no dtype for")
-    owner = _owner(array) if xp is np and array.base is not None else None
-    if type(owner) is _ResultView:  # torch's memory, which an output may own: never shared
-        tensor = _taken_whole(array, owner)
-        if tensor is not None:
-            return tensor
-        shared = False
-    if xp is np and array.flags.writeable and min(array.strides, default=0) >= 0:
-        if shared:
-            return torch.from_numpy(array)
-        return torch.from_numpy(array).clone(memory_format=torch.contiguous_format)
+    if xp is np:
+        base = array.base
+        if base is not None and type(owner := _owner(array)) is _ResultView:  # torch's memory: never shared
+            tensor = _taken_whole(array, owner, dtype)
+            if tensor is not None:
+                return tensor
+            shared = False
+        if array.flags.writeable:
+            try:
+                tensor = torch.from_numpy(array)
+            except ValueError:  # a negative stride, which from_numpy refuses: copied below
+                pass
+            else:
+                return tensor if shared else tensor.clone(memory_format=torch.contiguous_format)
     out = torch.empty(array.shape, dtype=dtype, device=device)
     xp.copyto(_host_array(out, writable=True) if xp is np else xp.from_dlpack(out), array)
     return out

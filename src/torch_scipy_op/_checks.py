@@ -72,7 +72,8 @@ def _str(op: str, name: str, value: Any) -> str:
 
 
 def _tensor(op: str, name: str, value: Any) -> torch.Tensor:
-    check_tensor(op, name, value)
+    if not isinstance(value, torch.Tensor) or value.layout != torch.strided:
+        check_tensor(op, name, value)
     return value
 
 

@@ -340,9 +340,11 @@ class DeclaredOp:
         # In plain eager code the forward kernel op would only call its implementation: call it directly,
         # and where no derivative can be asked for (no input that requires grad), without the Function.
         if not torch.compiler.is_compiling() and _plain_eager_call(args, recorded=True):
-            if not _requires_grad(tensors):
-                return self._public(self.kernel_ops["forward"].compute(*args, owned=self.n_outputs))
-            return self.direct(*args)
+            if torch.is_grad_enabled():
+                for _, t in tensors:
+                    if t.requires_grad:
+                        return self.direct(*args)
+            return self._public(self.kernel_ops["forward"].compute(*args, owned=self.n_outputs))
         return self._public(self._apply(*args))
 
     def _named_tensors(self, args) -> list[tuple[str, torch.Tensor]]:
@@ -406,14 +408,6 @@ def _with_real_objects(fake):
         return fake(*map(opaque.real, args))
 
     return with_real_objects
-
-
-def _requires_grad(tensors) -> bool:
-    if torch.is_grad_enabled():
-        for _, t in tensors:
-            if t.requires_grad:
-                return True
-    return False
 
 
 def _normal(default):
