@@ -466,23 +466,30 @@ def test_a_batched_kernel_that_reduces_over_its_input_is_refused_under_vmap():
                        batched=True, fake=lambda x: x.new_empty(()))  # fmt: skip
     x = torch.arange(6, dtype=F64).reshape(2, 3)
     torch.testing.assert_close(total(x), x.sum())
-    with pytest.raises(ValueError, match=r"^total: the forward kernel <lambda> is declared batched=True, but under v"):
+    message = (r"^total: the forward kernel <lambda> is declared batched=True, but under vmap over 2 samples it "
+               r"returned shape \(\) for result, where the batch's is \(2,\) \(each sample's \(\)")  # fmt: skip
+    with pytest.raises(ValueError, match=message):
         torch.func.vmap(total)(x)
 
 
 @pytest.mark.parametrize(
-    ("forward", "error", "message"),
+    ("forward", "fake", "error", "message"),
     [
-        (lambda backend, x: x.astype("float64"), TypeError, "returned dtype torch.float64 for result, where the op's "
-         "fake gives torch.float32"),
-        (lambda backend, x: x[:1], ValueError, r"returned shape \(1, 3\) for result, where the op's fake gives "
-         r"\(2, 3\)"),
+        (lambda backend, x: x.astype("float64"), None, TypeError, "returned dtype torch.float64 for result, where the "
+         r"default fake gives torch.float32 \(the first tensor argument's\): cast the result"),
+        (lambda backend, x: x[:1], None, ValueError, r"returned shape \(1, 3\) for result, where the default fake "
+         r"gives \(2, 3\) \(the tensor arguments' broadcast shape\): declare a fake= that gives the kernel's shapes"),
+        (lambda backend, x: x, lambda x: x.new_empty(x.shape, dtype=torch.float64), TypeError, "returned dtype "
+         "torch.float32 for result, where the op's fake gives torch.float64: cast the result, or fix the fake"),
+        (lambda backend, x: x[:1], lambda x: x.new_empty(x.shape), ValueError, r"returned shape \(1, 3\) for result, "
+         r"where the op's fake gives \(2, 3\): fix the kernel, or the fake, whichever is wrong"),
     ],
-    ids=["dtype", "shape"],
+    ids=["dtype", "shape", "dtype, declared fake", "shape, declared fake"],
 )  # fmt: skip
-def test_a_forward_result_that_differs_from_the_fake_is_refused_in_eager_code(forward, error, message):
-    """As torch.compile would build on the fake's shapes and dtypes."""
-    op = declare_op("op_factory_test::unlike_fake", "(Tensor x) -> Tensor", forward=forward)
+def test_a_forward_result_that_differs_from_the_fake_is_refused_in_eager_code(forward, fake, error, message):
+    """As torch.compile would build on the fake's shapes and dtypes. Either may be the wrong one, where the op
+    declares its fake."""
+    op = declare_op("op_factory_test::unlike_fake", "(Tensor x) -> Tensor", forward=forward, fake=fake)
     with pytest.raises(error, match=f"^unlike_fake: the forward kernel <lambda> {message}"):
         op(torch.randn(2, 3))
 

@@ -40,6 +40,15 @@ def test_the_public_api_is_what_all_lists():
     assert {"OpContract", "assert_matches", "randn", "tolerances", "check"} <= set(torch_scipy_op.testing.__all__)
 
 
+@pytest.mark.parametrize("module", ["torch_scipy_op", "torch_scipy_op.testing"])
+def test_importing_the_package_says_nothing(module):
+    # Warnings as errors, and torch's own log (a deprecated private name logs a warning there, not in warnings).
+    command = [sys.executable, "-W", "error", "-c", f"import {module}"]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout + result.stderr == ""
+
+
 def test_generated_projects_admit_this_checkout():
     """The requirement generated projects declare admits the version of the package installed from here."""
     requirement = Requirement(library_requirement("testing"))

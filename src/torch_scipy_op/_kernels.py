@@ -229,8 +229,9 @@ class ForwardCheck:
 
     _KEPT = 256
 
-    def __init__(self, declared: DeclaredOp, kernel: Kernel, fake: Callable[..., Any]):
+    def __init__(self, declared: DeclaredOp, kernel: Kernel, fake: Callable[..., Any], declared_fake: bool):
         self.where = f"{declared.name}: the forward kernel {_name(kernel)}"
+        self.declared_fake = declared_fake  # where the kernel disagrees with it, the op's own fake may be wrong
         self.names = (*declared.outputs, *declared.saved)
         self.n_outputs = len(declared.outputs)
         self.fake = fake
@@ -293,15 +294,27 @@ class ForwardCheck:
         for i, (name, r, (shape, dtype)) in enumerate(zip(self.names, got, expected, strict=True)):
             if r.dtype.is_complex and i < self.n_outputs:
                 self._refuse_complex(name, r.dtype)
+            if r.dtype != dtype and self.declared_fake:
+                raise TypeError(
+                    f"{self.where} returned dtype {r.dtype} for {name}, where the op's fake gives {dtype}: cast the "
+                    "result, or fix the fake (torch.compile and export take the fake's)"
+                )
             if r.dtype != dtype:
                 raise TypeError(
-                    f"{self.where} returned dtype {r.dtype} for {name}, where the op's fake gives {dtype}: "
-                    "cast the result (torch.compile and export take the fake's)"
+                    f"{self.where} returned dtype {r.dtype} for {name}, where the default fake gives {dtype} (the "
+                    "first tensor argument's): cast the result (torch.compile and export take the fake's), or declare "
+                    "a fake= that gives the kernel's dtypes"
+                )
+            if not _fits(r.shape, shape) and self.declared_fake:
+                raise ValueError(
+                    f"{self.where} returned shape {tuple(r.shape)} for {name}, where the op's fake gives "
+                    f"{tuple(shape)}: fix the kernel, or the fake, whichever is wrong"
                 )
             if not _fits(r.shape, shape):
                 raise ValueError(
-                    f"{self.where} returned shape {tuple(r.shape)} for {name}, where the op's fake gives "
-                    f"{tuple(shape)}: declare a fake= that gives the kernel's shapes"
+                    f"{self.where} returned shape {tuple(r.shape)} for {name}, where the default fake gives "
+                    f"{tuple(shape)} (the tensor arguments' broadcast shape): declare a fake= that gives the kernel's "
+                    "shapes, or fix the kernel"
                 )
 
 
@@ -315,6 +328,7 @@ def check_batched(declared: DeclaredOp, batch_size: int, per_sample: Sequence[An
         if r.dim() != len(shape) + 1 or r.shape[0] not in (1, batch_size) or not _fits(r.shape[1:], shape):
             raise ValueError(
                 f"{declared.forward_check.where} is declared batched=True, but under vmap over {batch_size} samples "
-                f"it returned shape {tuple(r.shape)} for {name}, where each sample's is {tuple(shape)}: a kernel "
-                "that reduces over leading dims does not treat them as batch dims; leave out batched=True"
+                f"it returned shape {tuple(r.shape)} for {name}, where the batch's is {(batch_size, *shape)} (each "
+                f"sample's {tuple(shape)}, after the batch dim): a kernel that reduces over leading dims does not "
+                "treat them as batch dims; leave out batched=True"
             )

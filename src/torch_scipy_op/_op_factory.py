@@ -261,8 +261,8 @@ class DeclaredOp:
         returns = f"({returns})" if "," in returns else returns
         if fake is not None and self.has_opaque:
             fake = _with_real_objects(fake)
-        fake = fake or broadcast_fake(returns)
-        self.forward_check = ForwardCheck(self, kernels["forward"], fake)
+        self.forward_check = ForwardCheck(self, kernels["forward"], fake or broadcast_fake(returns), fake is not None)
+        fake = self.forward_check.fake
         forward_schema = ", ".join(f"{a.kernel_type} {a.name}" for a in self.arguments)
         self.kernel_ops = {
             "forward": kernel_op(

@@ -11,18 +11,28 @@ pickles it. Older torch takes it as `Any`, which only plain eager calls may carr
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 import torch
 
 try:  # private, and new in torch 2.13: where it is missing or moved, ops take Opaque in eager code only
+    from torch._library import opaque_object
     from torch._library.fake_class_registry import FakeScriptObject
-    from torch._library.opaque_object import MemberType, register_opaque_type
-    from torch._opaque_base import OpaqueBase
+    from torch._library.opaque_object import MemberType
 
+    # torch 2.15's names, where it has them: it takes 2.13's too, but logs a deprecation warning at each use.
+    register_custom_class: Any = getattr(opaque_object, "register_custom_class", None)
+    if register_custom_class is not None:
+        OpaqueBase: Any = importlib.import_module("torch._custom_class_base").CustomClassBase
+        REFERENCE_TYPE = "symbolic"
+    else:
+        register_custom_class = opaque_object.register_opaque_type
+        OpaqueBase = importlib.import_module("torch._opaque_base").OpaqueBase
+        REFERENCE_TYPE = "reference"
     OPAQUE_SUPPORTED = True
-except ImportError:
-    OpaqueBase = object  # type: ignore[assignment,misc]
+except (ImportError, AttributeError):
+    OpaqueBase = object
     OPAQUE_SUPPORTED = False
 
 # The first torch release whose opaque objects ops use: named in the errors of older ones.
@@ -57,9 +67,9 @@ def kind(opaque: Opaque) -> list[Any]:
 
 SCHEMA_TYPE = "Any"
 if OPAQUE_SUPPORTED:
-    register_opaque_type(
+    register_custom_class(
         Opaque,
-        typ="reference",
+        typ=REFERENCE_TYPE,
         guard_fn=kind,
         members={"shape": MemberType.USE_REAL, "dtype": MemberType.USE_REAL},
     )
