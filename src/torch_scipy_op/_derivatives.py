@@ -185,6 +185,10 @@ def _call(d: DeclaredOp, role: str, leading, state, targets, needed_for: str, pl
     if role not in d.kernel_ops:
         raise _missing(d, role, needed_for)
     if not plain_eager and _recording():
+        # Where a dual level is open, forward mode differentiates the result (a forward-over-reverse hessian),
+        # and gets native's values: only a graph recorded on batched gradients is wrong.
+        if torch.is_grad_enabled() and not _dual_level_open() and any(_legacy_batched(t) for t in leading):
+            raise _batched_and_recorded(d)
         return _spread(d.appliers[role](*leading, *state, *targets), targets)
     state = _kernel_state(state)
     for i in d.untaken[role]:  # a tensor the kernel does not take crosses no boundary: the kernel op gets None
@@ -195,6 +199,30 @@ def _call(d: DeclaredOp, role: str, leading, state, targets, needed_for: str, pl
     kernel_op = d.kernel_ops[role]
     results = _as_tuple((kernel_op.compute if direct else kernel_op)(*leading, *state, *_kernel_targets(targets)))
     return [None if t is None else r for r, t in zip(results, targets, strict=True)]
+
+
+_is_legacy_batched = _private("torch._C._functorch", "is_legacy_batchedtensor")
+
+
+def _legacy_batched(t) -> bool:
+    """Whether `t` is batched by torch.autograd.grad's is_grads_batched (torch's older vmap, not torch.func's);
+    False where torch's private check is missing or changed."""
+    try:
+        return isinstance(t, torch.Tensor) and bool(_is_legacy_batched(t))
+    except Exception:
+        return False
+
+
+def _batched_and_recorded(d: DeclaredOp) -> RuntimeError:
+    """The refusal of a derivative to be recorded on batched gradients: torch records no graph for a Function
+    applied to them, and its result would be a constant (pytorch/pytorch's plain Functions do the same)."""
+    return RuntimeError(
+        f"{d.name}: a backward pass with create_graph=True on batched gradients (torch.autograd.grad with "
+        "is_grads_batched=True, torch.autograd.functional.jacobian or hessian with vectorize=True and "
+        "create_graph=True) would give derivatives cut off from the graph, as torch records none for an "
+        "autograd.Function applied to them; use torch.func (jacrev, hessian, vmap of vjp), or leave out "
+        "is_grads_batched or vectorize"
+    )
 
 
 def _inputs_meta(d: DeclaredOp, state) -> list:

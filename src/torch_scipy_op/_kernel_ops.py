@@ -202,6 +202,11 @@ def kernel_op(qualname: str, schema: str, kernel: Kernel, *, fake=None, vmap=Non
         # Compiled code must see the op; is_compiling() is first, so Dynamo reads no further.
         if eager_only or (not torch.compiler.is_compiling() and _plain_eager_call(args)):
             return compute(*args)
+        if _libraries.get(qualname) is not library:  # a graph from before: the operator would run the new kernel
+            raise RuntimeError(
+                f"torch.ops.{namespace}.{name} was declared again since this graph was recorded, and the operator "
+                "now runs the new declaration's kernel: record the graph again (call the new op)"
+            )
         return op(*args)
 
     library.impl(name, implementation, "CompositeExplicitAutograd")
@@ -219,6 +224,8 @@ def kernel_op(qualname: str, schema: str, kernel: Kernel, *, fake=None, vmap=Non
 def once_per_sample(op, info, in_dims, *args):
     """The op on each sample in turn, its outputs stacked: right for any kernel."""
     pairs = list(zip(args, in_dims, strict=True))
+    if info.batch_size == 0:
+        return _no_samples(op, pairs)
     samples = [
         op(*[a.select(d, i) if isinstance(a, torch.Tensor) and d is not None else a for a, d in pairs])
         for i in range(info.batch_size)
@@ -228,6 +235,27 @@ def once_per_sample(op, info, in_dims, *args):
     stacked = [torch.stack(outputs) for outputs in zip(*samples, strict=True)]
     stacked = type(samples[0])(stacked)
     return stacked, type(samples[0])([0] * len(stacked))
+
+
+def one_sample_on_meta(a: Any, in_dim: int | None) -> Any:
+    """What one sample of a vmapped argument is, on the meta device: its shape and dtype, without values (a
+    batch of 0 has none)."""
+    if not isinstance(a, torch.Tensor):
+        return a
+    shape = list(a.shape)
+    if in_dim is not None:
+        del shape[in_dim]
+    return torch.empty(shape, dtype=a.dtype, device="meta")
+
+
+def _no_samples(op, pairs):
+    """once_per_sample's outputs for a batch of 0: one sample's shapes, from the op's fake, with a batch of 0."""
+    device = next(a.device for a, _ in pairs if isinstance(a, torch.Tensor))
+    outputs = op(*[one_sample_on_meta(a, d) for a, d in pairs])
+    if isinstance(outputs, torch.Tensor):
+        return outputs.new_empty((0, *outputs.shape), device=device), 0
+    empty = type(outputs)([r.new_empty((0, *r.shape), device=device) for r in outputs])
+    return empty, type(outputs)([0] * len(empty))
 
 
 def all_at_once(op, info, in_dims, *args):

@@ -36,6 +36,7 @@ from ._kernel_ops import (
     kernel_op,
     new_library,
     once_per_sample,
+    one_sample_on_meta,
     public_op,
     torch_func_state,
     torch_func_unknown,
@@ -309,7 +310,7 @@ class DeclaredOp:
             tuple(None if p else d for d, p in zip(in_dims, is_parameter, strict=True)),
         )
         results = op(*(a if p else x for a, x, p in zip(args, data, is_parameter, strict=True)))
-        one_sample = [a.select(d, 0) if d is not None else a for a, d in zip(args, in_dims, strict=True)]
+        one_sample = [one_sample_on_meta(a, d) for a, d in zip(args, in_dims, strict=True)]
         check_batched(self, info.batch_size, one_sample, results)
         return batch_expanded(info, results)
 
@@ -337,9 +338,15 @@ class DeclaredOp:
             check_tensors(self.name, tensors, self.data)
         if self.check is not None:
             self.check(*args)
+        compiling = torch.compiler.is_compiling()
+        if compiling and torch_func_state() is False:
+            # The compiled graph holds the forward kernel op, whose autograd applies the op's Function, as
+            # exported programs do. A Function that Dynamo traces itself loses its double backward silently
+            # (torch.compile(backend="eager"), torch 2.13); torch.func transforms need it traced.
+            return self._public(self.kernel_ops["forward"](*args))
         # In plain eager code the forward kernel op would only call its implementation: call it directly,
         # and where no derivative can be asked for (no input that requires grad), without the Function.
-        if not torch.compiler.is_compiling() and _plain_eager_call(args, recorded=True):
+        if not compiling and _plain_eager_call(args, recorded=True):
             if torch.is_grad_enabled():
                 for _, t in tensors:
                     if t.requires_grad:
