@@ -175,7 +175,8 @@ def _sum(a: list, b: list) -> list:
 
 # Each declaration by its key (its qualname, and how many times it was declared before). The Functions look
 # their op up here, by a string: torch.compile traces them, and reads a module's globals where it could not
-# read an object held in a closure. A graph recorded before an op was declared again keeps its own.
+# read an object held in a closure. A graph recorded in eager code before an op was declared again keeps its own
+# (see `kernel_op` for the dispatcher's part); a compiled one holds the operator, whose kernels are the new ones.
 _DECLARED: dict[str, DeclaredOp] = {}
 
 
@@ -185,8 +186,9 @@ def _call(d: DeclaredOp, role: str, leading, state, targets, needed_for: str, pl
     if role not in d.kernel_ops:
         raise _missing(d, role, needed_for)
     if not plain_eager and _recording():
-        # Where a dual level is open, forward mode differentiates the result (a forward-over-reverse hessian),
-        # and gets native's values: only a graph recorded on batched gradients is wrong.
+        # Where a dual level is open, forward mode may differentiate the result (a forward-over-reverse
+        # hessian), and gets native's values; torch gives no way to tell that it does (saved tensors come back
+        # without their tangents, and batched ones cannot be unpacked), so the refusal is not made there.
         if torch.is_grad_enabled() and not _dual_level_open() and any(_legacy_batched(t) for t in leading):
             raise _batched_and_recorded(d)
         return _spread(d.appliers[role](*leading, *state, *targets), targets)
@@ -206,7 +208,7 @@ _is_legacy_batched = _private("torch._C._functorch", "is_legacy_batchedtensor")
 
 def _legacy_batched(t) -> bool:
     """Whether `t` is batched by torch.autograd.grad's is_grads_batched (torch's older vmap, not torch.func's);
-    False where torch's private check is missing or changed."""
+    False where torch's private check is missing or changed (the refusal it serves is then not made)."""
     try:
         return isinstance(t, torch.Tensor) and bool(_is_legacy_batched(t))
     except Exception:
@@ -215,7 +217,8 @@ def _legacy_batched(t) -> bool:
 
 def _batched_and_recorded(d: DeclaredOp) -> RuntimeError:
     """The refusal of a derivative to be recorded on batched gradients: torch records no graph for a Function
-    applied to them, and its result would be a constant (pytorch/pytorch's plain Functions do the same)."""
+    applied to them inside a backward pass, so its result would be a constant where it is differentiated
+    again (a plain Function that a backward applies does the same)."""
     return RuntimeError(
         f"{d.name}: a backward pass with create_graph=True on batched gradients (torch.autograd.grad with "
         "is_grads_batched=True, torch.autograd.functional.jacobian or hessian with vectorize=True and "

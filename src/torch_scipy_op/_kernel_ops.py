@@ -222,7 +222,8 @@ def kernel_op(qualname: str, schema: str, kernel: Kernel, *, fake=None, vmap=Non
 
 
 def once_per_sample(op, info, in_dims, *args):
-    """The op on each sample in turn, its outputs stacked: right for any kernel."""
+    """The op on each sample in turn, its outputs stacked: right for any kernel. A batch of 0 gets outputs of
+    one sample's shapes, which the op's fake gives, with a batch of 0."""
     pairs = list(zip(args, in_dims, strict=True))
     if info.batch_size == 0:
         return _no_samples(op, pairs)

@@ -125,7 +125,7 @@ def derivative_kernel(declared: DeclaredOp, role: str, kernel: Kernel, names: li
             if getattr(result, "shape", None) != shape:
                 result = fitted(backend.xp, where, name, result, shape, role != "jvp", batch)
             if result.dtype != dtype:
-                _refuse_less_precise(backend.xp, where, name, result.dtype, dtype)
+                _refuse_lossy_cast(backend.xp, where, name, result.dtype, dtype)
                 result = result.astype(dtype)
             fitted_results.append(result)
         return fitted_results[0] if n_targets == 1 else tuple(fitted_results)
@@ -133,14 +133,14 @@ def derivative_kernel(declared: DeclaredOp, role: str, kernel: Kernel, names: li
     return run
 
 
-def _refuse_less_precise(xp, where: str, name: str, got, dtype) -> None:
+def _refuse_lossy_cast(xp, where: str, name: str, got, dtype) -> None:
     """A derivative in a less precise float dtype than the op's (float32 for a float64 op), or a complex one,
     is refused, as a forward result of the wrong dtype is: cast to the op's dtype, it would lose digits or its
     imaginary part without an error. A more precise one (NumPy promoted to float64) is cast."""
     if got.kind in "fc" and (got.kind != dtype.kind or not xp.can_cast(dtype, got)):
         raise TypeError(
-            f"{where} returned dtype {got} for {name}, where the op computes in {dtype}: cast to it, a less precise "
-            f"or complex derivative would lose digits or its imaginary part; compute it in {dtype}"
+            f"{where} returned dtype {got} for {name}, where the op computes in {dtype}: a less precise or complex "
+            f"derivative, cast to {dtype}, would lose digits or its imaginary part; compute it in {dtype}"
         )
 
 
