@@ -477,8 +477,8 @@ def declare_op(
     - a value the forward saved for the derivatives (`saved=`);
     - `grad` (one output) or `grad_<output>` (several): the gradient of an output (backward,
       curvature);
-    - `<input>_tangent` (jvp): how a tensor input moves;
-    - `<input>_direction` (curvature): how a tensor input moves;
+    - `<input>_tangent` (jvp): how a tensor input moves (zeros, where it does not);
+    - `<input>_direction` (curvature): how a tensor input moves (zeros, where it does not);
     - `needs_input_grad` (backward, curvature): one bool per tensor input, whether its gradient
       is wanted, as ctx.needs_input_grad.
 

@@ -136,7 +136,9 @@ class OpContract:
     native: Callable[..., Any]
     samples: Sequence[dict[str, Any]]
     # Inputs the op refuses beyond the shared rules (float tensors of one dtype and device, data that
-    # broadcasts, each argument of its schema type), which the contract derives from the schema.
+    # broadcasts, each argument of its schema type), which the contract derives from the schema. Each is
+    # (sample, error type, regular expression), the expression matched from the start of the message after
+    # "<op>: ": ({"x": (3,), "k": (2, 2)}, ValueError, "k must have one dim").
     bad_inputs: Sequence[BadInput] = ()
     # Larger samples for the benchmark (torch_scipy_op.testing.benchmark); the tests run it on `samples`.
     benchmark_samples: Sequence[dict[str, Any]] = ()
