@@ -655,6 +655,22 @@ def _refuse_forward_over_forward_over_reverse(declared: DeclaredOp) -> None:
         )
 
 
+def refusing_forward_over_forward(declared: DeclaredOp, apply: Any) -> Any:
+    """`apply`, the op's Function as its callers apply it, but that torch's own error under jacfwd(jacfwd(f)) for
+    an op that saves values becomes the op's refusal: torch refuses a saved value's zero tangent at the inner
+    level (an output it marked non-differentiable there), before the outer one reaches `_second_forward`."""
+
+    def applied(*args):
+        try:
+            return apply(*args)
+        except RuntimeError as error:
+            if "jvp returned a gradient at position" not in str(error):
+                raise
+            raise _beyond(declared, "forward-over-forward derivatives (jacfwd of jacfwd)") from error
+
+    return applied
+
+
 def _missing(declared: DeclaredOp, kernel: str, needed_for: str) -> RuntimeError:
     return RuntimeError(
         f"{declared.name}: {needed_for} needs a {kernel} kernel, which the op does not declare; "

@@ -24,7 +24,7 @@ from . import _dtensor
 from . import _opaque as opaque
 from ._boundary import Kernel
 from ._checks import check_tensors, schema_taker
-from ._derivatives import make_functions
+from ._derivatives import make_functions, refusing_forward_over_forward
 from ._kernel_ops import (
     PublicFunction,
     _any_autocast_enabled,
@@ -294,7 +294,7 @@ class DeclaredOp:
                 eager_only=self.eager_only,
             )
         self.function = make_functions(self)
-        self._apply = function_applier(self.function)
+        self._apply = refusing_forward_over_forward(self, function_applier(self.function))
         self.op = _register_public(self)
 
     def _forward_vmap(self, op, info, in_dims, *args):
