@@ -972,40 +972,35 @@ def test_a_missing_or_changed_private_torch_name_gives_native_values_or_a_clear_
     _kernel_ops._plain_dispatch_keys.cache_clear()
 
 
+# sin, whose derivatives take a value its forward saves: its cosine.
+SINE = declare_op(
+    "op_factory_test::sine",
+    "(Tensor x) -> Tensor",
+    forward=lambda backend, x: (backend.xp.sin(x), backend.xp.cos(x)),
+    backward=lambda backend, grad, cosine: grad * cosine,
+    jvp=lambda backend, x_tangent, cosine: x_tangent * cosine,
+    saved=("cosine",),
+    batched=True,
+)
+
+
 def test_jacfwd_of_jacfwd_of_an_op_that_saves_values_is_the_op_s_refusal():
     """torch refused it first, with an error that blamed the op's jvp ("Function's jvp returned a gradient at
     position 1, but the corresponding forward output is not a differentiable Tensor")."""
-    sine = declare_op(
-        "op_factory_test::saving_sine",
-        "(Tensor x) -> Tensor",
-        forward=lambda backend, x: (backend.xp.sin(x), backend.xp.cos(x)),
-        backward=lambda backend, grad, cosine: grad * cosine,
-        jvp=lambda backend, x_tangent, cosine: x_tangent * cosine,
-        saved=("cosine",),
-    )
     x = randn(4).detach()
-    message = r"^saving_sine: forward-over-forward derivatives \(jacfwd of jacfwd\) are not supported"
+    message = r"^sine: forward-over-forward derivatives \(jacfwd of jacfwd\) are not supported"
     with pytest.raises(RuntimeError, match=message):
-        torch.func.jacfwd(torch.func.jacfwd(lambda x: sine(x).sum()))(x)
-    torch.testing.assert_close(torch.func.jacfwd(sine)(x), torch.func.jacfwd(torch.sin)(x))
+        torch.func.jacfwd(torch.func.jacfwd(lambda x: SINE(x).sum()))(x)
+    torch.testing.assert_close(torch.func.jacfwd(SINE)(x), torch.func.jacfwd(torch.sin)(x))
 
 
 def test_forward_mode_over_vmap_of_an_op_that_saves_values_matches_native():
     """torch.func's vmap rule for a Function fails on a saved value's None tangent: it gets zeros instead."""
-    sine = declare_op(
-        "op_factory_test::sine",
-        "(Tensor x) -> Tensor",
-        forward=lambda backend, x: (backend.xp.sin(x), backend.xp.cos(x)),
-        backward=lambda backend, grad, cosine: grad * cosine,
-        jvp=lambda backend, x_tangent, cosine: x_tangent * cosine,
-        saved=("cosine",),
-        batched=True,
-    )
     x = torch.randn(3, 4, 5, dtype=F64)
     tangent = torch.randn_like(x)
     for transform in (lambda f: torch.func.jvp(torch.func.vmap(f), (x,), (tangent,)),
                       lambda f: torch.func.jacfwd(torch.func.vmap(f))(x[:, :2, :3])):  # fmt: skip
-        torch.testing.assert_close(transform(sine), transform(torch.sin))
+        torch.testing.assert_close(transform(SINE), transform(torch.sin))
 
 
 def test_a_tensor_whose_storage_was_freed_is_refused_not_read_as_zeros():
