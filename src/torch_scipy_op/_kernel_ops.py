@@ -238,21 +238,21 @@ def once_per_sample(op, info, in_dims, *args):
     return stacked, type(samples[0])([0] * len(stacked))
 
 
-def one_sample_on_meta(a: Any, in_dim: int | None) -> Any:
-    """What one sample of a vmapped argument is, on the meta device: its shape and dtype, without values (a
-    batch of 0 has none)."""
+def on_meta(a: Any, without_dim: int | None = None) -> Any:
+    """A tensor argument's shape and dtype, without its values, on the meta device (as a fake reads them); with
+    `without_dim`, a vmapped dim, one sample's (a batch of 0 has none to select). Other arguments as they are."""
     if not isinstance(a, torch.Tensor):
         return a
     shape = list(a.shape)
-    if in_dim is not None:
-        del shape[in_dim]
+    if without_dim is not None:
+        del shape[without_dim]
     return torch.empty(shape, dtype=a.dtype, device="meta")
 
 
 def _no_samples(op, pairs):
     """once_per_sample's outputs for a batch of 0: one sample's shapes, from the op's fake, with a batch of 0."""
     device = next(a.device for a, _ in pairs if isinstance(a, torch.Tensor))
-    outputs = op(*[one_sample_on_meta(a, d) for a, d in pairs])
+    outputs = op(*[on_meta(a, d) for a, d in pairs])
     if isinstance(outputs, torch.Tensor):
         return outputs.new_empty((0, *outputs.shape), device=device), 0
     empty = type(outputs)([r.new_empty((0, *r.shape), device=device) for r in outputs])

@@ -22,6 +22,7 @@ import torch
 
 from ._boundary import ArrayBackend, Kernel, _name
 from ._checks import _broadcast, strict
+from ._kernel_ops import on_meta
 from ._opaque import Opaque, kind
 
 if TYPE_CHECKING:
@@ -222,10 +223,6 @@ def _fits(shape: Sequence[int], expected: Sequence[int | None]) -> bool:
     return len(shape) == len(expected) and all(e is None or n == e for n, e in zip(shape, expected, strict=True))
 
 
-def _on_meta(value: Any) -> Any:
-    return torch.empty(value.shape, dtype=value.dtype, device="meta") if isinstance(value, torch.Tensor) else value
-
-
 def _hashable(value: Any) -> Any:
     """A plain value as a key of the fake's answers: an int[] as a tuple, an Opaque as its kind."""
     if isinstance(value, Opaque):
@@ -267,7 +264,7 @@ class ForwardCheck:
 
     def _ask_fake(self, args: Sequence[Any]) -> Expected:
         try:
-            results = self.fake(*[_on_meta(a) for a in args])
+            results = self.fake(*[on_meta(a) for a in args])
         except Exception:  # a fake that needs fake tensors, as one of data-dependent size does (get_ctx())
             results = self._under_fake_tensors(args)
         expected = tuple(

@@ -35,8 +35,8 @@ from ._kernel_ops import (
     function_applier,
     kernel_op,
     new_library,
+    on_meta,
     once_per_sample,
-    one_sample_on_meta,
     public_op,
     torch_func_state,
     torch_func_unknown,
@@ -262,8 +262,9 @@ class DeclaredOp:
         returns = f"({returns})" if "," in returns else returns
         if fake is not None and self.has_opaque:
             fake = _with_real_objects(fake)
-        self.forward_check = ForwardCheck(self, kernels["forward"], fake or broadcast_fake(returns), fake is not None)
-        fake = self.forward_check.fake
+        declared_fake = fake is not None
+        fake = fake or broadcast_fake(returns)
+        self.forward_check = ForwardCheck(self, kernels["forward"], fake, declared_fake)
         forward_schema = ", ".join(f"{a.kernel_type} {a.name}" for a in self.arguments)
         self.kernel_ops = {
             "forward": kernel_op(
@@ -310,7 +311,7 @@ class DeclaredOp:
             tuple(None if p else d for d, p in zip(in_dims, is_parameter, strict=True)),
         )
         results = op(*(a if p else x for a, x, p in zip(args, data, is_parameter, strict=True)))
-        one_sample = [one_sample_on_meta(a, d) for a, d in zip(args, in_dims, strict=True)]
+        one_sample = [on_meta(a, d) for a, d in zip(args, in_dims, strict=True)]
         check_batched(self, info.batch_size, one_sample, results)
         return batch_expanded(info, results)
 
